@@ -1,0 +1,185 @@
+"""`fs/*` messages (PROTOCOL.md §9). Every path is a PathUri string."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from ._base import Params, Result, WireStruct
+from .sandbox import SandboxIntent
+
+__all__ = [
+    "CanonicalizeParams",
+    "CanonicalizeResult",
+    "CloseParams",
+    "CopyParams",
+    "CreateDirectoryParams",
+    "DirectoryEntry",
+    "FsParams",
+    "GetMetadataParams",
+    "Metadata",
+    "MissingChangedNotification",
+    "OpenParams",
+    "OpenResult",
+    "ReadBlockParams",
+    "ReadBlockResult",
+    "ReadDirectoryParams",
+    "ReadDirectoryResult",
+    "ReadFileParams",
+    "ReadFileResult",
+    "RemoveParams",
+    "WalkEntry",
+    "WalkOptions",
+    "WalkParams",
+    "WalkResult",
+    "WatchMissingParams",
+    "WatchMissingResult",
+    "WriteBlockParams",
+    "WriteBlockResult",
+    "WriteFileParams",
+]
+
+
+class FsParams(Params):
+    """Base of fs params: every fs method takes an optional sandbox intent."""
+
+    sandbox: SandboxIntent | None = None
+
+
+class ReadFileParams(FsParams, kw_only=True):
+    path: str
+
+
+class ReadFileResult(Result):
+    data_base64: str
+
+
+class WriteFileParams(FsParams, kw_only=True):
+    path: str
+    data_base64: str
+
+
+class CreateDirectoryParams(FsParams, kw_only=True):
+    path: str
+    recursive: bool | None = None
+
+
+class GetMetadataParams(FsParams, kw_only=True):
+    path: str
+
+
+class Metadata(Result):
+    is_directory: bool
+    is_file: bool
+    is_symlink: bool
+    size: int
+    created_at_ms: int
+    modified_at_ms: int
+
+
+class ReadDirectoryParams(FsParams, kw_only=True):
+    path: str
+
+
+class DirectoryEntry(WireStruct):
+    file_name: str
+    is_directory: bool
+    is_file: bool
+
+
+class ReadDirectoryResult(Result):
+    entries: list[DirectoryEntry]
+
+
+class RemoveParams(FsParams, kw_only=True):
+    path: str
+    recursive: bool | None = None
+    force: bool | None = None
+
+
+class CopyParams(FsParams, kw_only=True):
+    source_path: str
+    destination_path: str
+    recursive: bool = False
+
+
+class CanonicalizeParams(FsParams, kw_only=True):
+    path: str
+
+
+class CanonicalizeResult(Result):
+    path: str
+
+
+class WalkOptions(WireStruct):
+    max_depth: int | None = None
+    max_entries: int | None = None
+    max_directories: int | None = None
+    follow_directory_symlinks: bool = False
+    prune_hidden_directories: bool = False
+
+
+class WalkParams(FsParams, kw_only=True):
+    path: str
+    options: WalkOptions = msgspec.field(default_factory=WalkOptions)
+
+
+class WalkEntry(WireStruct):
+    path: str
+    kind: str
+
+
+class WalkResult(Result):
+    entries: list[WalkEntry]
+    errors: list[str]
+    truncated: bool
+
+
+class OpenParams(FsParams, kw_only=True):
+    handle_id: str
+    path: str
+    mode: Literal["read", "replace"] = "read"
+
+
+class OpenResult(Result):
+    handle_id: str
+
+
+class ReadBlockParams(Params):
+    handle_id: str
+    offset: int
+    len: int
+
+
+class ReadBlockResult(Result):
+    chunk: str
+    eof: bool
+
+
+class WriteBlockParams(Params):
+    handle_id: str
+    offset: int
+    chunk: str
+
+
+class WriteBlockResult(Result):
+    pass
+
+
+class CloseParams(Params):
+    handle_id: str
+
+
+class WatchMissingParams(Params):
+    watch_id: int | str
+    missing: list[str]
+    present: list[str] | None = None
+
+
+class WatchMissingResult(Result):
+    watching: bool
+
+
+class MissingChangedNotification(Params):
+    watch_id: int | str

@@ -1,0 +1,179 @@
+"""JSON-RPC 2.0 envelopes, error codes and the one codec of the protocol (PROTOCOL.md §1).
+
+What we send never carries a ``"jsonrpc"`` field; on input it is accepted and ignored.
+Decoding is two-stage: the envelope is decoded with ``params``/``result``/``error`` kept raw,
+then :func:`decode_params` decodes ``params`` with the method's type from the registry, so a
+frame is parsed once and a bad ``params`` is told apart from a bad frame.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from .ids import RequestId
+
+__all__ = [
+    "EMPTY_PARAMS_METHODS",
+    "ErrorCode",
+    "ErrorObject",
+    "IncomingNotification",
+    "IncomingRequest",
+    "IncomingResponse",
+    "InvalidMessage",
+    "ParamsError",
+    "decode_message",
+    "decode_params",
+    "encode_error",
+    "encode_notification",
+    "encode_result",
+]
+
+T = TypeVar("T")
+
+
+class ErrorCode(enum.IntEnum):
+    """JSON-RPC error codes used by exec-server."""
+
+    INVALID_REQUEST = -32600
+    """Invalid request, protocol state, unknown process/session, duplicate id."""
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    """Params that fail to decode or fail a semantic check."""
+    INTERNAL_ERROR = -32603
+    """OS, spawn and internal failures."""
+    NOT_FOUND = -32004
+    """Filesystem not-found and unknown file handle."""
+
+
+class ErrorObject(msgspec.Struct):
+    code: int
+    message: str
+
+
+class _Envelope(msgspec.Struct):
+    id: int | str | UnsetType = UNSET
+    method: str | UnsetType = UNSET
+    params: msgspec.Raw = msgspec.Raw(b"")
+    result: msgspec.Raw = msgspec.Raw(b"")
+    error: msgspec.Raw = msgspec.Raw(b"")
+
+
+class _ResultOut(msgspec.Struct):
+    id: RequestId
+    result: Any
+
+
+class _ErrorOut(msgspec.Struct):
+    id: RequestId
+    error: ErrorObject
+
+
+class _NotificationOut(msgspec.Struct):
+    method: str
+    params: Any
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    id: RequestId
+    method: str
+    params: msgspec.Raw
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingNotification:
+    method: str
+    params: msgspec.Raw
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingResponse:
+    """A response sent by the peer (we send no requests, so it is ignored)."""
+
+    id: RequestId
+    is_error: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidMessage:
+    """A frame that is not a single JSON-RPC object; answer with :attr:`error` on id -1."""
+
+    detail: str
+
+    @property
+    def error(self) -> ErrorObject:
+        return ErrorObject(
+            int(ErrorCode.INVALID_REQUEST), f"failed to parse JSON-RPC message: {self.detail}"
+        )
+
+
+Incoming = IncomingRequest | IncomingNotification | IncomingResponse | InvalidMessage
+
+_envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
+_encoder: Final = msgspec.json.Encoder()
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+EMPTY_PARAMS_METHODS: Final = frozenset({b"", b"null"})
+
+
+def decode_message(frame: bytes | str) -> Incoming:
+    """Classify one inbound frame.
+
+    Never raises: anything that is not a single JSON-RPC object becomes :class:`InvalidMessage`.
+    """
+    try:
+        env = _envelope_decoder.decode(frame)
+    except msgspec.DecodeError as exc:
+        return InvalidMessage(str(exc))
+    if not isinstance(env.method, UnsetType):
+        if isinstance(env.id, UnsetType):
+            return IncomingNotification(env.method, env.params)
+        return IncomingRequest(env.id, env.method, env.params)
+    if not isinstance(env.id, UnsetType) and (env.result or env.error):
+        return IncomingResponse(env.id, bool(env.error))
+    return InvalidMessage("message has neither `method` nor `result`/`error`")
+
+
+class ParamsError(ValueError):
+    """``params`` did not decode into the method's params type."""
+
+
+def decode_params(raw: msgspec.Raw, params_type: type[T]) -> T:
+    """Decode raw ``params`` into ``params_type``.
+
+    Omitted or ``null`` params decode as ``{}``, so methods without required params accept
+    all three forms and methods with required params report the missing field.
+
+    Raises:
+        ParamsError: the params do not match the type.
+    """
+    decoder = _decoders.get(params_type)
+    if decoder is None:
+        decoder = _decoders[params_type] = msgspec.json.Decoder(params_type)
+    data = bytes(raw) if raw else b"{}"
+    if data == b"null":
+        data = b"{}"
+    try:
+        return decoder.decode(data)  # type: ignore[no-any-return]  # Decoder[Any] by cache
+    except msgspec.DecodeError as exc:
+        raise ParamsError(str(exc)) from exc
+
+
+def encode_result(request_id: RequestId, result: Any) -> bytes:
+    """Encode ``{"id", "result"}``."""
+    return _encoder.encode(_ResultOut(request_id, result))
+
+
+def encode_error(request_id: RequestId, code: int, message: str) -> bytes:
+    """Encode ``{"id", "error": {"code", "message"}}``."""
+    return _encoder.encode(_ErrorOut(request_id, ErrorObject(int(code), message)))
+
+
+def encode_notification(method: str, params: Any) -> bytes:
+    """Encode ``{"method", "params"}``."""
+    return _encoder.encode(_NotificationOut(method, params))

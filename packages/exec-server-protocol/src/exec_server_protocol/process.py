@@ -1,0 +1,171 @@
+"""`process/*` messages (PROTOCOL.md §4–§6)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from ._base import Params, Result, WireStruct
+from .sandbox import SandboxIntent
+
+__all__ = [
+    "EnvPolicy",
+    "OutputChunk",
+    "ProcessClosedNotification",
+    "ProcessExitedNotification",
+    "ProcessOutputNotification",
+    "PtySize",
+    "ReadParams",
+    "ReadResult",
+    "ResizeParams",
+    "ResourceUsage",
+    "SandboxType",
+    "SignalName",
+    "SignalParams",
+    "StartParams",
+    "StartResult",
+    "StreamName",
+    "TerminateParams",
+    "TerminateResult",
+    "WriteParams",
+    "WriteResult",
+    "WriteStatus",
+]
+
+StreamName = Literal["stdout", "stderr", "pty"]
+SandboxType = Literal["none", "linuxSeccomp"]
+WriteStatus = Literal["accepted", "unknownProcess", "stdinClosed", "starting"]
+SignalName = Literal["interrupt", "terminate", "kill", "hangup", "quit", "user1", "user2"]
+"""`interrupt` is the reference's; the rest are ours."""
+
+
+class EnvPolicy(WireStruct):
+    """How the child environment is built from the *server's* environment."""
+
+    inherit: Literal["all", "core", "none"] = "all"
+    ignore_default_excludes: bool = False
+    exclude: list[str] = msgspec.field(default_factory=list)
+    set: dict[str, str] = msgspec.field(default_factory=dict)
+    include_only: list[str] = msgspec.field(default_factory=list)
+
+
+class PtySize(WireStruct):
+    rows: int = 24
+    cols: int = 80
+
+
+class StartParams(Params):
+    process_id: str
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    tty: bool = False
+    pipe_stdin: bool = False
+    arg0: str | None = None
+    env_policy: EnvPolicy | None = None
+    sandbox: SandboxIntent | None = None
+    enforce_managed_network: bool = False
+    managed_network: msgspec.Raw | None = None
+    pty_size: PtySize | None = None
+    """[ours] initial terminal size for `tty` processes (default 24x80)."""
+
+
+class StartResult(Result):
+    process_id: str
+    sandbox_type: SandboxType
+
+
+class ReadParams(Params):
+    process_id: str
+    after_seq: int | None = None
+    max_bytes: int | None = None
+    wait_ms: int | None = None
+
+
+class OutputChunk(WireStruct):
+    seq: int
+    stream: StreamName
+    chunk: str
+    """Base64 of the bytes."""
+
+
+class ResourceUsage(WireStruct):
+    """[ours] resource usage of the exited process (from wait4)."""
+
+    wall_ms: int
+    user_cpu_ms: int
+    system_cpu_ms: int
+    max_rss_kb: int
+
+
+class ReadResult(Result):
+    chunks: list[OutputChunk]
+    next_seq: int
+    exited: bool
+    exit_code: int | None
+    closed: bool
+    failure: str | None
+    sandbox_denied: bool
+    retained_from_seq: int
+    """[ours] oldest seq still retained: output below it (and above afterSeq) was evicted."""
+    signal: str | None = None
+    """[ours] e.g. "SIGKILL" when the process was killed by a signal."""
+    resource_usage: ResourceUsage | None = None
+    """[ours]"""
+
+
+class WriteParams(Params):
+    process_id: str
+    chunk: str
+    write_id: str = ""
+    close_stdin: bool = False
+    """[ours] close the child's stdin after writing `chunk`."""
+
+
+class WriteResult(Result):
+    status: WriteStatus
+
+
+class SignalParams(Params):
+    process_id: str
+    signal: SignalName
+
+
+class TerminateParams(Params):
+    process_id: str
+
+
+class TerminateResult(Result):
+    running: bool
+
+
+class ResizeParams(Params):
+    """[ours]"""
+
+    process_id: str
+    rows: int
+    cols: int
+
+
+class ProcessOutputNotification(Params):
+    process_id: str
+    seq: int
+    stream: StreamName
+    chunk: str
+
+
+class ProcessExitedNotification(Params):
+    process_id: str
+    seq: int
+    exit_code: int
+    sandbox_denied: bool
+    signal: str | None = None
+    """[ours]"""
+    resource_usage: ResourceUsage | None = None
+    """[ours]"""
+
+
+class ProcessClosedNotification(Params):
+    process_id: str
+    seq: int

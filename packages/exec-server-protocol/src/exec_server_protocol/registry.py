@@ -1,0 +1,107 @@
+"""The method registry: ``method -> (Params, Result)``, and the JSON Schema export.
+
+Every request method and notification of the protocol is listed here exactly once. The
+server dispatches on it; the client encodes with it; :func:`json_schema` exports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+
+from . import fs, process, session
+from ._base import EmptyParams, EmptyResult
+
+__all__ = ["METHODS", "NOTIFICATIONS", "MethodSpec", "json_schema"]
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """One request method."""
+
+    name: str
+    params: type[Any]
+    result: type[Any]
+    family: str
+    """Handshake family: "initialize", "process", "fs" or "environment"."""
+    ours: bool = False
+    """[ours] an extension a stock Codex client never sends."""
+
+
+_M = MethodSpec
+
+METHODS: Final[dict[str, MethodSpec]] = {
+    m.name: m
+    for m in (
+        _M("initialize", session.InitializeParams, session.InitializeResult, "initialize"),
+        _M("environment/info", EmptyParams, session.EnvironmentInfo, "environment"),
+        _M(
+            "environmentConfig/read",
+            session.EnvironmentConfigReadParams,
+            session.EnvironmentConfigReadResult,
+            "environment",
+        ),
+        _M("process/start", process.StartParams, process.StartResult, "process"),
+        _M("process/read", process.ReadParams, process.ReadResult, "process"),
+        _M("process/write", process.WriteParams, process.WriteResult, "process"),
+        _M("process/signal", process.SignalParams, EmptyResult, "process"),
+        _M("process/terminate", process.TerminateParams, process.TerminateResult, "process"),
+        _M("process/resize", process.ResizeParams, EmptyResult, "process", ours=True),
+        _M("fs/readFile", fs.ReadFileParams, fs.ReadFileResult, "fs"),
+        _M("fs/writeFile", fs.WriteFileParams, EmptyResult, "fs"),
+        _M("fs/createDirectory", fs.CreateDirectoryParams, EmptyResult, "fs"),
+        _M("fs/getMetadata", fs.GetMetadataParams, fs.Metadata, "fs"),
+        _M("fs/readDirectory", fs.ReadDirectoryParams, fs.ReadDirectoryResult, "fs"),
+        _M("fs/remove", fs.RemoveParams, EmptyResult, "fs"),
+        _M("fs/copy", fs.CopyParams, EmptyResult, "fs"),
+        _M("fs/canonicalize", fs.CanonicalizeParams, fs.CanonicalizeResult, "fs"),
+        _M("fs/walk", fs.WalkParams, fs.WalkResult, "fs"),
+        _M("fs/open", fs.OpenParams, fs.OpenResult, "fs"),
+        _M("fs/readBlock", fs.ReadBlockParams, fs.ReadBlockResult, "fs"),
+        _M("fs/writeBlock", fs.WriteBlockParams, fs.WriteBlockResult, "fs"),
+        _M("fs/close", fs.CloseParams, EmptyResult, "fs"),
+        _M("fs/watchMissing", fs.WatchMissingParams, fs.WatchMissingResult, "fs"),
+    )
+}
+
+NOTIFICATIONS: Final[dict[str, type[Any]]] = {
+    "initialized": EmptyParams,
+    "process/output": process.ProcessOutputNotification,
+    "process/exited": process.ProcessExitedNotification,
+    "process/closed": process.ProcessClosedNotification,
+    "fs/missingChanged": fs.MissingChangedNotification,
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema document describing every method's params and result and every
+    notification's params, with shared definitions under ``$defs``."""
+    names: list[str] = []
+    types: list[Any] = []
+    for spec in METHODS.values():
+        names += [f"{spec.name}#params", f"{spec.name}#result"]
+        types += [spec.params, spec.result]
+    for name, params in NOTIFICATIONS.items():
+        names.append(f"{name}#params")
+        types.append(params)
+    refs, defs = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
+    methods: dict[str, Any] = {}
+    for spec in METHODS.values():
+        methods[spec.name] = {
+            "params": refs[names.index(f"{spec.name}#params")],
+            "result": refs[names.index(f"{spec.name}#result")],
+            "family": spec.family,
+            "ours": spec.ours,
+        }
+    notifications = {
+        name: {"params": refs[names.index(f"{name}#params")]} for name in NOTIFICATIONS
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "exec-server protocol",
+        "methods": methods,
+        "notifications": notifications,
+        "$defs": dict(sorted(defs.items())),
+    }

@@ -1,0 +1,115 @@
+"""The one exception tree of exec-server, named for what the caller does next::
+
+    ExecServerError
+    ├── RpcError(code, message)      a JSON-RPC error: handlers raise it, it goes on the wire as is
+    │   └── RemoteError              (client) the server answered a request with this error
+    ├── SandboxUnavailable           the host cannot enforce the requested sandbox: refuse, never
+    │                                run unsandboxed (server answers -32603)
+    ├── ConnectionLost               (client) the connection dropped and could not be recovered
+    │   └── SessionLost              (client) the session is gone: expired, unknown, taken over
+    ├── OutputLost                   (client) output was evicted before it could be read
+    └── SandboxDenied                (client) the command probably failed because of the sandbox
+
+Third-party exceptions are translated at the boundary (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+from exec_server_protocol import ErrorCode
+
+__all__ = [
+    "ConnectionLost",
+    "ExecServerError",
+    "OutputLost",
+    "RemoteError",
+    "RpcError",
+    "SandboxDenied",
+    "SandboxUnavailable",
+    "SessionLost",
+    "internal_error",
+    "invalid_params",
+    "invalid_request",
+    "not_found",
+]
+
+
+class ExecServerError(Exception):
+    """Base of every exception exec-server raises on purpose."""
+
+
+class RpcError(ExecServerError):
+    """An error with a JSON-RPC code; its message is safe to send to the peer."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = int(code)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code}, {self.message!r})"
+
+
+class RemoteError(RpcError):
+    """The server answered a request with an error."""
+
+
+class SandboxUnavailable(ExecServerError):
+    """The requested sandbox cannot be enforced on this host (the message says what is
+    missing)."""
+
+
+class ConnectionLost(ExecServerError):
+    """The connection to the server dropped and could not be recovered."""
+
+
+class SessionLost(ConnectionLost):
+    """The server-side session is gone (expired, unknown or taken over)."""
+
+
+class OutputLost(ExecServerError):
+    """Output of a process was evicted from the server's retention before it was read.
+
+    Attributes:
+        process_id: the process.
+        first_lost_seq: the first seq that could not be read.
+        retained_from_seq: the oldest seq the server still had.
+    """
+
+    def __init__(self, process_id: str, first_lost_seq: int, retained_from_seq: int) -> None:
+        super().__init__(
+            f"process {process_id}: output seq {first_lost_seq}..{retained_from_seq - 1} "
+            "was evicted before it could be read"
+        )
+        self.process_id = process_id
+        self.first_lost_seq = first_lost_seq
+        self.retained_from_seq = retained_from_seq
+
+
+class SandboxDenied(ExecServerError):
+    """The process probably failed because the sandbox blocked it.
+
+    Attributes:
+        exit_code: the process's exit code.
+        output_tail: the last bytes of its output.
+    """
+
+    def __init__(self, exit_code: int, output_tail: bytes) -> None:
+        super().__init__(f"command failed under the sandbox (exit code {exit_code})")
+        self.exit_code = exit_code
+        self.output_tail = output_tail
+
+
+def invalid_request(message: str) -> RpcError:
+    return RpcError(ErrorCode.INVALID_REQUEST, message)
+
+
+def invalid_params(message: str) -> RpcError:
+    return RpcError(ErrorCode.INVALID_PARAMS, message)
+
+
+def internal_error(message: str) -> RpcError:
+    return RpcError(ErrorCode.INTERNAL_ERROR, message)
+
+
+def not_found(message: str) -> RpcError:
+    return RpcError(ErrorCode.NOT_FOUND, message)
