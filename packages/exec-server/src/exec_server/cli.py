@@ -1,0 +1,182 @@
+"""`exec-server`: run the server.
+
+The bound URL (``ws://IP:PORT``) is the first line on stdout; logs go to stderr, one line per
+event with the session and process ids. SIGINT/SIGTERM shut down cleanly and kill every
+process the server started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from .auth import CapabilityToken, SignedBearerToken, read_secret_file
+from .server import Server, ServerConfig
+from .transport.stdio import serve_stdio
+
+__all__ = ["build_parser", "main"]
+
+_EXTRA_KEYS = ("session_id", "process_id", "pid", "exit_code", "signal", "client", "argv0", "tty", "sandbox")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = [f"{k}={getattr(record, k)}" for k in _EXTRA_KEYS if hasattr(record, k)]
+        return f"{line} {' '.join(extras)}" if extras else line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="exec-server",
+        description="Remote process-execution server speaking the Codex exec-server protocol "
+        "(JSON-RPC over WebSocket or stdio).",
+    )
+    p.add_argument(
+        "--listen",
+        default="ws://127.0.0.1:0",
+        help="where to listen: ws://IP:PORT (port 0 picks a free one; the bound URL is printed "
+        "as the first stdout line) or 'stdio' (one JSON message per line). Default: %(default)s",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level for stderr. Default: %(default)s",
+    )
+    p.add_argument(
+        "--session-ttl",
+        type=float,
+        default=80.0,
+        metavar="SECONDS",
+        help="how long a disconnected session (and its processes) survives. Default: %(default)s",
+    )
+    p.add_argument(
+        "--retention-bytes",
+        type=int,
+        default=1 << 20,
+        metavar="N",
+        help="output retained per process for process/read. Default: %(default)s",
+    )
+    p.add_argument(
+        "--closed-retention",
+        type=float,
+        default=80.0,
+        metavar="SECONDS",
+        help="how long a closed process stays readable. Default: %(default)s",
+    )
+    p.add_argument(
+        "--max-message-size",
+        type=int,
+        default=16 << 20,
+        metavar="BYTES",
+        help="largest inbound message; larger closes the connection (1009). Default: %(default)s",
+    )
+    p.add_argument(
+        "--no-cgroups",
+        action="store_true",
+        help="do not use per-process cgroups for tree kill (fall back to process groups)",
+    )
+    auth = p.add_argument_group("authentication (WebSocket only; /readyz needs none)")
+    auth.add_argument(
+        "--ws-auth",
+        choices=["none", "capability-token", "signed-bearer-token"],
+        default="none",
+        help="how clients authenticate the upgrade (Authorization: Bearer <token>)",
+    )
+    auth.add_argument("--ws-token-file", metavar="FILE", help="capability token (trailing newline trimmed)")
+    auth.add_argument("--ws-token-sha256", metavar="HEX", help="SHA-256 of the capability token")
+    auth.add_argument("--ws-shared-secret-file", metavar="FILE", help="HS256 secret for signed tokens")
+    auth.add_argument("--ws-issuer", help="required `iss` claim of signed tokens")
+    auth.add_argument("--ws-audience", help="required `aud` claim of signed tokens")
+    auth.add_argument(
+        "--ws-max-clock-skew-seconds",
+        type=int,
+        default=30,
+        metavar="S",
+        help="tolerance for exp/nbf. Default: %(default)s",
+    )
+    return p
+
+
+def _authenticator(args: argparse.Namespace, parser: argparse.ArgumentParser) -> object | None:
+    if args.ws_auth == "capability-token":
+        if args.ws_token_file:
+            return CapabilityToken.from_token(read_secret_file(args.ws_token_file))
+        if args.ws_token_sha256:
+            try:
+                return CapabilityToken.from_hex(args.ws_token_sha256)
+            except ValueError as exc:
+                parser.error(str(exc))
+        parser.error("--ws-auth capability-token needs --ws-token-file or --ws-token-sha256")
+    if args.ws_auth == "signed-bearer-token":
+        if not args.ws_shared_secret_file:
+            parser.error("--ws-auth signed-bearer-token needs --ws-shared-secret-file")
+        return SignedBearerToken(
+            read_secret_file(args.ws_shared_secret_file),
+            issuer=args.ws_issuer,
+            audience=args.ws_audience,
+            max_clock_skew_s=args.ws_max_clock_skew_seconds,
+        )
+    return None
+
+
+async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
+    server = Server(config)
+    server.install_child_reaper()
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    try:
+        if args.listen in ("stdio", "stdio://"):
+            serving = asyncio.ensure_future(
+                serve_stdio(
+                    lambda sink: server.connection_for(sink, detachable=False),
+                    config.max_message_size,
+                )
+            )
+            await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+            serving.cancel()
+        else:
+            url = urlsplit(args.listen)
+            if url.scheme != "ws" or url.hostname is None:
+                print(f"exec-server: --listen must be ws://IP:PORT or stdio, got {args.listen!r}", file=sys.stderr)
+                return 2
+            host, port = await server.listen_websocket(url.hostname, url.port or 0)
+            shown = f"[{host}]" if ":" in host else host
+            sys.stdout.write(f"ws://{shown}:{port}\n")
+            sys.stdout.flush()
+            logging.getLogger("exec_server").info("listening on ws://%s:%d", shown, port)
+            await stop
+    finally:
+        await server.aclose()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(args.log_level.upper())
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    config = ServerConfig(
+        session_ttl=args.session_ttl,
+        retention_bytes=args.retention_bytes,
+        closed_retention_s=args.closed_retention,
+        max_message_size=args.max_message_size,
+        authenticate=_authenticator(args, parser),  # type: ignore[arg-type]  # both classes match Authenticator
+        use_cgroups=not args.no_cgroups,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_run(args, config))
+    return 130

@@ -1,0 +1,21 @@
+"""Process supervision: spawn, output retention, stdin, signals, whole-tree kill."""
+
+from .env import build_env, resolve_executable
+from .process import ManagedProcess, SpawnSpec, format_os_error
+from .ring import OutputRing
+from .table import ProcessConfig, ProcessTable
+from .tree import CgroupManager, OrphanReaper, make_subreaper
+
+__all__ = [
+    "CgroupManager",
+    "ManagedProcess",
+    "OrphanReaper",
+    "OutputRing",
+    "ProcessConfig",
+    "ProcessTable",
+    "SpawnSpec",
+    "build_env",
+    "format_os_error",
+    "make_subreaper",
+    "resolve_executable",
+]

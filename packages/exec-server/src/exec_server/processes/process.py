@@ -1,0 +1,651 @@
+"""One supervised child process: spawn (pipes or pty), output pumps, exit, stdin, signals.
+
+Lifecycle, in seq order: output chunks (``process/output``), then ``process/exited`` once the
+exit status is known *and* what the process's own pipes already hold has been read, then
+``process/closed`` once every output stream reached EOF. Readers are plain ``add_reader``
+callbacks on non-blocking fds and the exit is watched through a pidfd, so nothing here needs a
+task per process. Output frames are built directly as bytes (orjson/pybase64 are the fast
+path); everything else uses the protocol structs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import signal
+import struct
+import subprocess
+import termios
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pybase64
+
+from exec_server_protocol import encode_notification
+from exec_server_protocol.process import (
+    OutputChunk,
+    ProcessClosedNotification,
+    ProcessExitedNotification,
+    ReadResult,
+    ResourceUsage,
+)
+
+from ..exceptions import invalid_request
+from .ring import OutputRing
+from .tree import CgroupManager, kill_descendants
+from .writes import WriteLog
+
+__all__ = ["ManagedProcess", "SpawnSpec", "format_os_error"]
+
+log = logging.getLogger("exec_server.process")
+
+READ_SIZE = 1 << 20
+PIPE_SIZE = 1 << 20
+F_SETPIPE_SZ = 1031
+PTY_EOF_GRACE_S = 0.25
+"""How long an exited tty process's pty may take to report EOF before `exited` is recorded
+anyway (background children may hold the pty open)."""
+
+SIGNALS = {
+    "interrupt": signal.SIGINT,
+    "terminate": signal.SIGTERM,
+    "kill": signal.SIGKILL,
+    "hangup": signal.SIGHUP,
+    "quit": signal.SIGQUIT,
+    "user1": signal.SIGUSR1,
+    "user2": signal.SIGUSR2,
+}
+
+
+def format_os_error(exc: OSError) -> str:
+    """OS error text in the reference's form: ``No such file or directory (os error 2)``."""
+    if exc.errno is None:
+        return str(exc)
+    return f"{os.strerror(exc.errno)} (os error {exc.errno})"
+
+
+def _set_ctty() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class SpawnSpec:
+    """Everything needed to start the child, already resolved."""
+
+    __slots__ = (
+        "argv",
+        "cols",
+        "cwd",
+        "env",
+        "executable",
+        "kill_tree_on_exit",
+        "pass_fds",
+        "pipe_stdin",
+        "preexec_fn",
+        "rows",
+        "tty",
+    )
+
+    def __init__(
+        self,
+        *,
+        argv: list[str],
+        executable: str | None,
+        cwd: str,
+        env: dict[str, str],
+        tty: bool,
+        pipe_stdin: bool,
+        rows: int = 24,
+        cols: int = 80,
+        preexec_fn: Callable[[], None] | None = None,
+        pass_fds: tuple[int, ...] = (),
+        kill_tree_on_exit: bool = False,
+    ) -> None:
+        self.argv = argv
+        self.executable = executable
+        self.cwd = cwd
+        self.env = env
+        self.tty = tty
+        self.pipe_stdin = pipe_stdin
+        self.rows = rows
+        self.cols = cols
+        self.preexec_fn = preexec_fn
+        self.pass_fds = pass_fds
+        self.kill_tree_on_exit = kill_tree_on_exit
+
+
+class ManagedProcess:
+    """A child process and everything the protocol remembers about it.
+
+    Args:
+        process_id: the client's id.
+        emit: sends a notification frame toward the session's connection (or drops it).
+        retention_bytes: output retained for `process/read`.
+        sandboxed: whether the denial heuristic applies.
+        on_closed: called once after `process/closed` was emitted.
+        denial_check: ``(exit_code, output) -> bool``, the sandbox denial heuristic.
+    """
+
+    def __init__(
+        self,
+        process_id: str,
+        *,
+        emit: Callable[[bytes], None],
+        retention_bytes: int,
+        sandboxed: bool = False,
+        on_closed: Callable[[ManagedProcess], None] | None = None,
+        denial_check: Callable[[int, bytes], bool] | None = None,
+    ) -> None:
+        self.process_id = process_id
+        self._emit = emit
+        self._loop = asyncio.get_running_loop()
+        self.ring = OutputRing(retention_bytes)
+        self.sandboxed = sandboxed
+        self._on_closed = on_closed
+        self._denial_check = denial_check
+        self._prefix = (
+            b'{"method":"process/output","params":{"processId":'
+            + orjson.dumps(process_id)
+            + b',"seq":'
+        )
+        self.pid = 0
+        self.tty = False
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._pidfd = -1
+        self._streams: dict[int, str] = {}  # open output fd -> stream name
+        self._paused = False
+        self._stdin_fd: int | None = None
+        self._stdin_closing = False
+        self._write_queue: deque[tuple[memoryview, bool, asyncio.Future[str]]] = deque()
+        self._writer_armed = False
+        self.writes = WriteLog()
+        self._cgroups: CgroupManager | None = None
+        self._leaf: str | None = None
+        self._kill_tree_on_exit = False
+        self._started_at = 0.0
+        self._exit_pending: tuple[int, Any] | None = None
+        self._pty_timer: asyncio.TimerHandle | None = None
+        self.exited = False
+        self.exit_code: int | None = None
+        self.exit_seq = 0
+        self.signal_name: str | None = None
+        self.resource_usage: ResourceUsage | None = None
+        self.sandbox_denied = False
+        self.closed = False
+        self._changed: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------------ spawn
+
+    def spawn(self, spec: SpawnSpec, cgroups: CgroupManager | None) -> None:
+        """Start the child. Raises OSError (missing program, bad cwd, ...)."""
+        self.tty = spec.tty
+        self._kill_tree_on_exit = spec.kill_tree_on_exit
+        self._cgroups = cgroups
+        child_fds: list[int] = []
+        parent_fds: list[int] = []
+        try:
+            if spec.tty:
+                master, slave = os.openpty()
+                parent_fds.append(master)
+                child_fds.append(slave)
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", spec.rows, spec.cols, 0, 0))
+                user_preexec = spec.preexec_fn
+                if user_preexec is None:
+                    preexec: Callable[[], None] = _set_ctty
+                else:
+
+                    def preexec() -> None:
+                        _set_ctty()
+                        user_preexec()
+
+                stdin: int = slave
+                stdout: int = slave
+                stderr: int = slave
+                preexec_fn: Callable[[], None] | None = preexec
+            else:
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                parent_fds += [out_r, err_r]
+                child_fds += [out_w, err_w]
+                for fd in (out_r, err_r):
+                    try:
+                        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+                    except OSError:
+                        pass  # capped by pipe-max-size or the per-user pipe quota: keep 64 KiB
+                if spec.pipe_stdin:
+                    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+                    parent_fds.append(in_w)
+                    child_fds.append(in_r)
+                    stdin = in_r
+                else:
+                    stdin = subprocess.DEVNULL
+                stdout, stderr = out_w, err_w
+                preexec_fn = spec.preexec_fn
+            leaf = cgroups.new_leaf() if cgroups is not None else None
+            try:
+                if leaf is not None and cgroups is not None:
+                    with cgroups.spawning_into(leaf):
+                        popen = self._popen_child(spec, stdin, stdout, stderr, preexec_fn)
+                else:
+                    popen = self._popen_child(spec, stdin, stdout, stderr, preexec_fn)
+            except BaseException:
+                if leaf is not None:
+                    CgroupManager.remove_leaf(leaf)
+                raise
+        except BaseException:
+            for fd in parent_fds + child_fds:
+                os.close(fd)
+            raise
+        for fd in child_fds:
+            os.close(fd)
+        self._popen = popen
+        self._leaf = leaf
+        self.pid = popen.pid
+        self._started_at = time.monotonic()
+        loop = self._loop
+        if spec.tty:
+            master = parent_fds[0]
+            os.set_blocking(master, False)
+            self._streams[master] = "pty"
+            self._stdin_fd = master
+        else:
+            os.set_blocking(parent_fds[0], False)
+            os.set_blocking(parent_fds[1], False)
+            self._streams[parent_fds[0]] = "stdout"
+            self._streams[parent_fds[1]] = "stderr"
+            if spec.pipe_stdin:
+                self._stdin_fd = parent_fds[2]
+                os.set_blocking(self._stdin_fd, False)
+        for fd, stream in self._streams.items():
+            loop.add_reader(fd, self._on_readable, fd, stream)
+        self._pidfd = os.pidfd_open(self.pid)
+        loop.add_reader(self._pidfd, self._on_pidfd)
+
+    @staticmethod
+    def _popen_child(
+        spec: SpawnSpec,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        preexec_fn: Callable[[], None] | None,
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            spec.argv,
+            executable=spec.executable,
+            cwd=spec.cwd,
+            env=spec.env,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=spec.pass_fds,
+            preexec_fn=preexec_fn,
+        )
+
+    # ------------------------------------------------------------------ output
+
+    def _on_readable(self, fd: int, stream: str) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:  # EIO: the pty's other side is closed
+                log.warning("read of %s %s failed: %s", self.process_id, stream, exc)
+            data = b""
+        if data:
+            self._record_output(stream, data)
+        else:
+            self._on_eof(fd)
+
+    def _record_output(self, stream: str, data: bytes) -> None:
+        seq = self.ring.append(stream, data)
+        self._emit(
+            b"".join(
+                (
+                    self._prefix,
+                    str(seq).encode(),
+                    b',"stream":"',
+                    stream.encode(),
+                    b'","chunk":"',
+                    pybase64.b64encode(data),
+                    b'"}}',
+                )
+            )
+        )
+        self._wake()
+
+    def _on_eof(self, fd: int) -> None:
+        self._loop.remove_reader(fd)
+        del self._streams[fd]
+        if fd == self._stdin_fd:
+            # A pty: its master is also the stdin side.
+            self._fail_pending_writes()
+            self._loop.remove_writer(fd)
+            self._stdin_fd = None
+        os.close(fd)
+        if not self._streams and self._exit_pending is not None:
+            self._record_exit()
+        self._maybe_close()
+
+    def _drain(self) -> None:
+        """Read what the pipes already hold (bounded by their capacity)."""
+        for fd, stream in list(self._streams.items()):
+            for _ in range(64):
+                if fd not in self._streams:
+                    break
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if data:
+                    self._record_output(stream, data)
+                else:
+                    self._on_eof(fd)
+
+    def pause_reading(self) -> None:
+        """Stop reading output (the connection is congested)."""
+        if not self._paused:
+            self._paused = True
+            for fd in self._streams:
+                self._loop.remove_reader(fd)
+
+    def resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            for fd, stream in self._streams.items():
+                self._loop.add_reader(fd, self._on_readable, fd, stream)
+
+    # ------------------------------------------------------------------ exit
+
+    def _on_pidfd(self) -> None:
+        try:
+            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status, rusage = self.pid, 0, None
+        if pid == 0:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        wall_ms = int((time.monotonic() - self._started_at) * 1000)
+        code = os.waitstatus_to_exitcode(status)
+        if self._popen is not None:
+            self._popen.returncode = code  # so Popen.__del__ never reaps it again
+        if code < 0:
+            try:
+                self.signal_name = signal.Signals(-code).name
+            except ValueError:
+                self.signal_name = f"SIG{-code}"
+            code = 128 - code
+        if rusage is not None:
+            self.resource_usage = ResourceUsage(
+                wall_ms=wall_ms,
+                user_cpu_ms=int(rusage.ru_utime * 1000),
+                system_cpu_ms=int(rusage.ru_stime * 1000),
+                max_rss_kb=int(rusage.ru_maxrss),
+            )
+        self._exit_pending = (code, rusage)
+        self._drain()
+        if self.exited:
+            return  # the drain saw EOF on every stream and recorded the exit
+        if self.tty and self._streams:
+            # The pty reports EOF once its buffered output is flushed to us.
+            self._pty_timer = self._loop.call_later(PTY_EOF_GRACE_S, self._record_exit)
+            return
+        self._record_exit()
+
+    def _record_exit(self) -> None:
+        if self.exited or self._exit_pending is None:
+            return
+        if self._pty_timer is not None:
+            self._pty_timer.cancel()
+            self._pty_timer = None
+        code = self._exit_pending[0]
+        self.exited = True
+        self.exit_code = code
+        if self.sandboxed and code != 0 and self._denial_check is not None:
+            self.sandbox_denied = self._denial_check(code, self.ring.all_output())
+        self.exit_seq = self.ring.next()
+        self._emit(
+            encode_notification(
+                "process/exited",
+                ProcessExitedNotification(
+                    process_id=self.process_id,
+                    seq=self.exit_seq,
+                    exit_code=code,
+                    sandbox_denied=self.sandbox_denied,
+                    signal=self.signal_name,
+                    resource_usage=self.resource_usage,
+                ),
+            )
+        )
+        log.info(
+            "process exited",
+            extra={"process_id": self.process_id, "exit_code": code, "signal": self.signal_name},
+        )
+        if self._kill_tree_on_exit:
+            self.kill_tree()
+        if self._stdin_fd is not None and not self.tty:
+            self._fail_pending_writes()
+        self._wake()
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self.closed or not self.exited or self._streams:
+            return
+        self.closed = True
+        seq = self.ring.next()
+        self._emit(
+            encode_notification(
+                "process/closed", ProcessClosedNotification(process_id=self.process_id, seq=seq)
+            )
+        )
+        self._close_stdin()
+        if self._leaf is not None and CgroupManager.remove_leaf(self._leaf):
+            self._leaf = None
+        self._wake()
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    # ------------------------------------------------------------------ read
+
+    def _wake(self) -> None:
+        fut = self._changed
+        if fut is not None:
+            self._changed = None
+            if not fut.done():
+                fut.set_result(None)
+
+    def changed(self) -> asyncio.Future[None]:
+        """A future resolved at the next output, exit or close."""
+        if self._changed is None:
+            self._changed = self._loop.create_future()
+        return self._changed
+
+    def ready_for(self, after_seq: int) -> bool:
+        """Whether a `process/read` after ``after_seq`` returns without waiting."""
+        if self.closed or (self.exited and self.exit_seq > after_seq):
+            return True
+        return self.ring.next_seq > after_seq + 1 and bool(self.ring.read(after_seq, 1).chunks)
+
+    def snapshot(self, after_seq: int, max_bytes: int | None) -> ReadResult:
+        sl = self.ring.read(after_seq, max_bytes)
+        b64 = pybase64.b64encode_as_string
+        return ReadResult(
+            chunks=[OutputChunk(seq=c.seq, stream=c.stream, chunk=b64(c.data)) for c in sl.chunks],  # type: ignore[arg-type]  # stream names come from our own table
+            next_seq=sl.next_seq,
+            exited=self.exited,
+            exit_code=self.exit_code,
+            closed=self.closed,
+            failure=None,
+            sandbox_denied=self.sandbox_denied,
+            retained_from_seq=self.ring.retained_from_seq,
+            signal=self.signal_name,
+            resource_usage=self.resource_usage,
+        )
+
+    # ------------------------------------------------------------------ stdin
+
+    def write(self, data: bytes, write_id: str, close_stdin: bool) -> asyncio.Future[str] | str:
+        """Queue ``data`` for the child's stdin; returns the status or a future of it.
+
+        Writes are applied in the order of the calls. A repeated ``write_id`` returns the
+        outcome of its first use and writes nothing.
+        """
+        prior = self.writes.get(write_id)
+        if prior is not None:
+            return prior
+        outcome: asyncio.Future[str] | str
+        if self.exited and (self._stdin_fd is not None or self.tty):
+            outcome = "accepted"  # accepted and dropped: nobody will read it
+        elif self._stdin_fd is None or self._stdin_closing:
+            outcome = "stdinClosed"
+        else:
+            if self.tty and close_stdin:
+                # A terminal has no separate stdin to close: send its end-of-file character.
+                data = data + bytes([termios.tcgetattr(self._stdin_fd)[6][termios.VEOF][0]])
+                close_stdin = False
+            fut: asyncio.Future[str] = self._loop.create_future()
+            self._write_queue.append((memoryview(data), close_stdin, fut))
+            if close_stdin:
+                self._stdin_closing = True
+            outcome = fut
+            self._pump_stdin()
+        self.writes.record(write_id, outcome)
+        return outcome
+
+    def _pump_stdin(self) -> None:
+        fd = self._stdin_fd
+        queue = self._write_queue
+        while queue and fd is not None:
+            data, close_after, fut = queue[0]
+            if data:
+                try:
+                    n = os.write(fd, data)
+                except BlockingIOError:
+                    n = 0
+                except OSError:
+                    # The reader is gone (EPIPE, or EIO on a closed pty): accepted and dropped.
+                    self._fail_pending_writes()
+                    return
+                if n < len(data):
+                    queue[0] = (data[n:], close_after, fut)
+                    if not self._writer_armed:
+                        self._writer_armed = True
+                        self._loop.add_writer(fd, self._on_writable)
+                    return
+            queue.popleft()
+            if not fut.done():
+                fut.set_result("accepted")
+            if close_after:
+                self._close_stdin()
+                fd = None
+        if self._writer_armed and self._stdin_fd is not None:
+            self._writer_armed = False
+            self._loop.remove_writer(self._stdin_fd)
+
+    def _on_writable(self) -> None:
+        self._pump_stdin()
+
+    def _fail_pending_writes(self) -> None:
+        while self._write_queue:
+            _, _, fut = self._write_queue.popleft()
+            if not fut.done():
+                fut.set_result("accepted")
+
+    def _close_stdin(self) -> None:
+        fd = self._stdin_fd
+        if fd is None:
+            return
+        if self._writer_armed:
+            self._writer_armed = False
+            self._loop.remove_writer(fd)
+        self._fail_pending_writes()
+        self._stdin_fd = None
+        self._stdin_closing = True
+        if fd not in self._streams:  # a pty master stays open for reading
+            os.close(fd)
+
+    # ------------------------------------------------------------------ control
+
+    def send_signal(self, name: str) -> None:
+        """Signal the process group (for a tty, the terminal's foreground group)."""
+        if self.exited:
+            return
+        sig = SIGNALS[name]
+        pgid = self.pid
+        if self.tty and self._stdin_fd is not None:
+            try:
+                pgid = os.tcgetpgrp(self._stdin_fd)
+            except OSError:
+                pgid = self.pid
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(self.pid, sig)
+
+    def kill_tree(self) -> None:
+        """SIGKILL the process and every descendant, also those that left its group."""
+        if self._leaf is not None:
+            CgroupManager.kill(self._leaf)
+            return
+        if not self.exited:
+            kill_descendants(self.pid)
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def terminate(self) -> bool:
+        """Kill the whole tree; returns whether the process itself was still running."""
+        running = not self.exited
+        self.kill_tree()
+        return running
+
+    def resize(self, rows: int, cols: int) -> None:
+        if not self.tty:
+            raise invalid_request(f"process {self.process_id} is not a tty")
+        fd = next(iter(self._streams), None)
+        if fd is None:
+            return
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def release(self) -> None:
+        """Forget the process (retention expired or session gone): kill what is left of its
+        tree and free every fd and the cgroup leaf."""
+        self.kill_tree()
+        loop = self._loop
+        if self._pty_timer is not None:
+            self._pty_timer.cancel()
+        for fd in list(self._streams):
+            loop.remove_reader(fd)
+            os.close(fd)
+        self._streams.clear()
+        if self._stdin_fd is not None:
+            self._close_stdin()
+        if self._pidfd >= 0:
+            loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+        if self._leaf is not None and self._cgroups is not None:
+            self._cgroups.discard_leaf(self._leaf)
+            self._leaf = None
+        self._wake()
+
+    @property
+    def leaf(self) -> str | None:
+        return self._leaf
+
+    def is_reaped(self) -> bool:
+        return self._pidfd < 0

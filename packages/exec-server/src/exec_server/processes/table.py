@@ -1,0 +1,234 @@
+"""The processes of one session: start, look up, retention after close, kill all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_path_uri
+from exec_server_protocol.process import ReadResult, StartParams, StartResult
+
+from ..exceptions import (
+    RpcError,
+    SandboxUnavailable,
+    internal_error,
+    invalid_params,
+    invalid_request,
+)
+from .env import build_env, resolve_executable
+from .process import ManagedProcess, SpawnSpec, format_os_error
+from .tree import CgroupManager
+
+__all__ = ["ProcessConfig", "ProcessTable"]
+
+log = logging.getLogger("exec_server.process")
+
+
+class ProcessConfig:
+    """Server-wide process settings shared by every session."""
+
+    def __init__(
+        self,
+        *,
+        retention_bytes: int = 1 << 20,
+        closed_retention_s: float = 80.0,
+        cgroups: CgroupManager | None = None,
+    ) -> None:
+        self.retention_bytes = retention_bytes
+        self.closed_retention_s = closed_retention_s
+        self.cgroups = cgroups
+        self.live_pids: set[int] = set()
+        """Pids reaped by their ManagedProcess (the orphan reaper leaves them alone)."""
+
+
+class ProcessTable:
+    """Process ids are scoped to their session; this is one session's table.
+
+    Args:
+        config: shared settings.
+        emit: sends a notification frame to the session's current connection, if any.
+        session_id: for logs.
+    """
+
+    def __init__(
+        self, config: ProcessConfig, emit: Callable[[bytes], None], session_id: str
+    ) -> None:
+        self._config = config
+        self._emit = emit
+        self._session_id = session_id
+        self._procs: dict[str, ManagedProcess] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]  # simple passthrough iterator
+        return iter(self._procs.values())
+
+    def get(self, process_id: str) -> ManagedProcess | None:
+        return self._procs.get(process_id)
+
+    def require(self, process_id: str) -> ManagedProcess:
+        proc = self._procs.get(process_id)
+        if proc is None:
+            raise invalid_request(f"unknown process id {process_id}")
+        return proc
+
+    def start(self, p: StartParams) -> StartResult:
+        if not p.argv:
+            raise invalid_params("argv must not be empty")
+        try:
+            cwd = parse_path_uri(p.cwd)
+        except NonLocalHostError as exc:
+            raise invalid_params(str(exc)) from exc
+        except InvalidPathUriError as exc:
+            raise invalid_params(str(exc)) from exc
+        if p.process_id in self._procs:
+            raise invalid_request(f"process {p.process_id} already exists")
+        env = build_env(p.env, p.env_policy)
+        argv = list(p.argv)
+        rows, cols = (p.pty_size.rows, p.pty_size.cols) if p.pty_size else (24, 80)
+        sandbox_type = "none"
+        spec: SpawnSpec
+        if p.sandbox is not None:
+            from .. import sandbox
+
+            try:
+                plan = sandbox.prepare_spawn(p.sandbox, argv=argv, cwd=cwd, env=env, arg0=p.arg0)
+            except SandboxUnavailable as exc:
+                raise internal_error(str(exc)) from exc
+            sandbox_type = plan.sandbox_type
+            executable = plan.executable
+            if executable is None:
+                executable = self._resolve(plan.argv[0], plan.env)
+            spec = SpawnSpec(
+                argv=plan.argv,
+                executable=executable,
+                cwd=cwd,
+                env=plan.env,
+                tty=p.tty,
+                pipe_stdin=p.pipe_stdin,
+                rows=rows,
+                cols=cols,
+                preexec_fn=plan.preexec_fn,
+                pass_fds=plan.pass_fds,
+                kill_tree_on_exit=plan.kill_tree_on_exit,
+            )
+        else:
+            executable = self._resolve(argv[0], env)
+            if p.arg0 is not None:
+                argv[0] = p.arg0
+            spec = SpawnSpec(
+                argv=argv,
+                executable=executable,
+                cwd=cwd,
+                env=env,
+                tty=p.tty,
+                pipe_stdin=p.pipe_stdin,
+                rows=rows,
+                cols=cols,
+            )
+        sandboxed = sandbox_type != "none"
+        denial_check = None
+        if sandboxed:
+            from ..sandbox import is_sandbox_denied
+
+            denial_check = is_sandbox_denied
+        proc = ManagedProcess(
+            p.process_id,
+            emit=self._emit,
+            retention_bytes=self._config.retention_bytes,
+            sandboxed=sandboxed,
+            on_closed=self._on_closed,
+            denial_check=denial_check,
+        )
+        try:
+            proc.spawn(spec, self._config.cgroups)
+        except OSError as exc:
+            raise internal_error(format_os_error(exc)) from exc
+        self._procs[p.process_id] = proc
+        self._config.live_pids.add(proc.pid)
+        log.info(
+            "process started",
+            extra={
+                "session_id": self._session_id,
+                "process_id": p.process_id,
+                "pid": proc.pid,
+                "argv0": argv[0],
+                "tty": p.tty,
+                "sandbox": sandbox_type,
+            },
+        )
+        return StartResult(process_id=p.process_id, sandbox_type=sandbox_type)  # type: ignore[arg-type]  # validated by the sandbox module
+
+    @staticmethod
+    def _resolve(program: str, env: dict[str, str]) -> str:
+        try:
+            return resolve_executable(program, env)
+        except OSError as exc:
+            raise internal_error(format_os_error(exc)) from exc
+
+    async def read(
+        self,
+        process_id: str,
+        after_seq: int | None,
+        max_bytes: int | None,
+        wait_ms: int | None,
+        interrupted: asyncio.Future[None] | None = None,
+    ) -> ReadResult:
+        proc = self.require(process_id)
+        after = after_seq or 0
+        if wait_ms and wait_ms > 0 and not proc.ready_for(after):
+            changed = proc.changed()
+            waiters: set[asyncio.Future[None]] = {changed}
+            if interrupted is not None:
+                waiters.add(interrupted)
+            await asyncio.wait(waiters, timeout=wait_ms / 1000, return_when="FIRST_COMPLETED")
+            if interrupted is not None and interrupted.done():
+                raise invalid_request("session has been resumed by another connection")
+            proc = self._procs.get(process_id, proc)
+        return proc.snapshot(after, max_bytes)
+
+    def _on_closed(self, proc: ManagedProcess) -> None:
+        self._config.live_pids.discard(proc.pid)
+        loop = asyncio.get_running_loop()
+        self._timers[proc.process_id] = loop.call_later(
+            self._config.closed_retention_s, self._expire, proc.process_id
+        )
+
+    def _expire(self, process_id: str) -> None:
+        self._timers.pop(process_id, None)
+        proc = self._procs.pop(process_id, None)
+        if proc is not None:
+            proc.release()
+
+    def pause_reading(self) -> None:
+        for proc in self._procs.values():
+            proc.pause_reading()
+
+    def resume_reading(self) -> None:
+        for proc in self._procs.values():
+            proc.resume_reading()
+
+    def kill_all(self) -> None:
+        """Kill every process tree of the session and forget them (expiry, shutdown)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        procs = list(self._procs.values())
+        self._procs.clear()
+        for proc in procs:
+            proc.kill_tree()
+        for proc in procs:
+            if not proc.is_reaped():
+                # Reap now that it is dead, so no zombie outlives the session.
+                try:
+                    os.waitpid(proc.pid, 0)
+                except ChildProcessError:
+                    pass
+            self._config.live_pids.discard(proc.pid)
+            proc.release()
+
+

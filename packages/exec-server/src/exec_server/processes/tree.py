@@ -1,0 +1,229 @@
+"""Whole-tree process control: per-process cgroups, and reaping adopted orphans.
+
+Killing a process group misses descendants that called ``setsid`` or double-forked. Each
+process we start is therefore born into its own cgroup v2 leaf (the server moves itself into
+the leaf for the instant of the spawn, so the child needs no ``preexec_fn`` and keeps the fast
+vfork path), and ``cgroup.kill`` ends everything in it at once.
+
+Hosts without a writable cgroup v2 hierarchy fall back to killing the process group plus every
+descendant found through ``/proc`` — best effort: a double-forked orphan that already left the
+tree cannot be attributed there. The server also makes itself a child subreaper so orphans are
+reparented to it and reaped (no zombies), see :class:`OrphanReaper`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator
+
+__all__ = ["CgroupManager", "OrphanReaper", "kill_descendants", "make_subreaper"]
+
+log = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def make_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants. Returns success."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except OSError:  # pragma: no cover - libc without prctl
+        return False
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _cgroup2_mount() -> str | None:
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                if right.split(" ", 1)[0] == "cgroup2":
+                    return left.split(" ")[4]
+    except OSError:
+        return None
+    return None
+
+
+def _own_cgroup() -> str | None:
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        return None
+    return None
+
+
+class CgroupManager:
+    """Per-process cgroup leaves under ``<our cgroup>/exec-server-<pid>/``."""
+
+    def __init__(self, home: str, base: str) -> None:
+        self._home = home
+        self._home_procs = os.path.join(home, "cgroup.procs")
+        self._base = base
+        self._counter = itertools.count(1)
+        self._pid = str(os.getpid()).encode()
+        self._stale: set[str] = set()
+
+    @classmethod
+    def create(cls) -> CgroupManager | None:
+        """Set up the manager, or None when this host offers no usable cgroup v2 with
+        ``cgroup.kill`` (the caller then falls back to process-group kills)."""
+        mount = _cgroup2_mount()
+        own = _own_cgroup()
+        if mount is None or own is None:
+            return None
+        home = os.path.normpath(mount + "/" + own)
+        base = os.path.join(home, f"exec-server-{os.getpid()}")
+        try:
+            os.mkdir(base)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            log.info("cgroup v2 not writable (%s); falling back to process-group kills", exc)
+            return None
+        manager = cls(home, base)
+        try:
+            probe = manager.new_leaf()
+            if not os.path.exists(os.path.join(probe, "cgroup.kill")):
+                raise OSError("cgroup.kill not supported")
+            with manager.spawning_into(probe):
+                pass
+            manager.remove_leaf(probe)
+        except OSError as exc:
+            log.info("cgroup v2 unusable (%s); falling back to process-group kills", exc)
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
+            return None
+        return manager
+
+    def new_leaf(self) -> str:
+        if self._stale:
+            self._stale = {leaf for leaf in self._stale if not self.remove_leaf(leaf)}
+        path = os.path.join(self._base, f"p{next(self._counter)}")
+        os.mkdir(path)
+        return path
+
+    @contextlib.contextmanager
+    def spawning_into(self, leaf: str) -> Iterator[None]:
+        """Children forked inside this block are born in ``leaf``."""
+        _write(os.path.join(leaf, "cgroup.procs"), self._pid)
+        try:
+            yield
+        finally:
+            _write(self._home_procs, self._pid)
+
+    @staticmethod
+    def kill(leaf: str) -> None:
+        """SIGKILL everything in the leaf (idempotent)."""
+        try:
+            _write(os.path.join(leaf, "cgroup.kill"), b"1")
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # pragma: no cover - unexpected kernel refusal
+            log.warning("cgroup.kill of %s failed: %s", leaf, exc)
+
+    @staticmethod
+    def is_populated(leaf: str) -> bool:
+        try:
+            with open(os.path.join(leaf, "cgroup.events"), "rb") as f:
+                return b"populated 1" in f.read()
+        except OSError:
+            return False
+
+    def discard_leaf(self, leaf: str) -> None:
+        """Remove ``leaf`` now or, while its processes are still dying, at a later sweep."""
+        if not self.remove_leaf(leaf):
+            self._stale.add(leaf)
+
+    @staticmethod
+    def remove_leaf(leaf: str) -> bool:
+        """Remove an empty leaf; False while it still has processes."""
+        try:
+            os.rmdir(leaf)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    def aclose(self) -> None:
+        """Kill every leaf and remove the base directory (server shutdown)."""
+        try:
+            leaves = [e.path for e in os.scandir(self._base) if e.is_dir()]
+        except OSError:
+            return
+        for leaf in leaves:
+            self.kill(leaf)
+        for leaf in leaves:
+            self.remove_leaf(leaf)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._base)
+
+
+def _children_of(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def kill_descendants(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal every descendant of ``pid`` still linked to it through ``/proc`` (fallback)."""
+    stack = _children_of(pid)
+    seen: set[int] = set()
+    while stack:
+        child = stack.pop()
+        if child in seen:
+            continue
+        seen.add(child)
+        stack.extend(_children_of(child))
+        with contextlib.suppress(OSError):
+            os.kill(child, sig)
+
+
+class OrphanReaper:
+    """Reaps children of the server that no managed process owns (adopted orphans).
+
+    ``is_managed(pid)`` tells the pids the process supervisor reaps itself.
+    """
+
+    def __init__(self, is_managed: Callable[[int], bool]) -> None:
+        self._is_managed = is_managed
+        self._self = os.getpid()
+
+    def reap(self) -> int:
+        """Reap every finished unmanaged child; returns how many were reaped."""
+        reaped = 0
+        for child in _children_of(self._self):
+            if self._is_managed(child):
+                continue
+            try:
+                pid, _ = os.waitpid(child, os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if pid:
+                reaped += 1
+        return reaped

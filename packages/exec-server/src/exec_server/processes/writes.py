@@ -1,0 +1,32 @@
+"""writeId dedupe (PROTOCOL.md §6): the most recent 4096 write ids of a process and the status
+each got. A repeated id returns the first status and writes nothing; a retry that arrives
+while the first attempt is still in flight shares its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+__all__ = ["WriteLog"]
+
+WRITE_ID_WINDOW = 4096
+
+
+class WriteLog:
+    __slots__ = ("_capacity", "_entries")
+
+    def __init__(self, capacity: int = WRITE_ID_WINDOW) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, asyncio.Future[str] | str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, write_id: str) -> asyncio.Future[str] | str | None:
+        return self._entries.get(write_id)
+
+    def record(self, write_id: str, outcome: asyncio.Future[str] | str) -> None:
+        entries = self._entries
+        entries[write_id] = outcome
+        if len(entries) > self._capacity:
+            entries.popitem(last=False)

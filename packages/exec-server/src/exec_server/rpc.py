@@ -1,0 +1,142 @@
+"""The JSON-RPC peer without I/O: frame classification, the handshake state machine, and the
+one place where exceptions become wire errors.
+
+Order of checks for a request (PROTOCOL.md §1, §2): unknown method (-32601, also before
+``initialize``), then params decoding (-32602), then the handshake state (-32600).
+
+Handshake states and transitions (anything else is answered with -32600)::
+
+    NEW --initialize ok--> INITIALIZED --"initialized" notification--> READY
+
+``initialize`` is accepted only in NEW; a failed ``initialize`` leaves the peer in NEW.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from exec_server_protocol import (
+    METHODS,
+    ErrorCode,
+    IncomingNotification,
+    IncomingRequest,
+    IncomingResponse,
+    InvalidMessage,
+    MethodSpec,
+    ParamsError,
+    RequestId,
+    decode_message,
+    decode_params,
+    encode_error,
+)
+
+from .exceptions import RpcError
+
+__all__ = ["Dispatch", "HandshakeState", "Ignored", "Reply", "RpcPeer", "error_frame"]
+
+log = logging.getLogger("exec_server.rpc")
+
+
+class HandshakeState(enum.Enum):
+    NEW = "new"
+    INITIALIZED = "initialized"
+    READY = "ready"
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """A valid request to run."""
+
+    request_id: RequestId
+    spec: MethodSpec
+    params: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer at once with this frame (an error)."""
+
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Nothing to do (a notification or a client-sent response)."""
+
+    what: str
+
+
+def error_frame(request_id: RequestId, exc: BaseException) -> bytes:
+    """The one place an exception becomes a wire error.
+
+    An :class:`RpcError` is sent as is; anything else is logged here with its traceback and
+    answered with a generic -32603, never with internal details.
+    """
+    if isinstance(exc, RpcError):
+        return encode_error(request_id, exc.code, exc.message)
+    log.error("internal error answering request %r", request_id, exc_info=exc)
+    return encode_error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
+
+
+class RpcPeer:
+    """One connection's protocol state."""
+
+    def __init__(self, methods: dict[str, MethodSpec] = METHODS) -> None:
+        self._methods = methods
+        self.state = HandshakeState.NEW
+
+    def receive(self, frame: bytes | str) -> Dispatch | Reply | Ignored:
+        msg = decode_message(frame)
+        if isinstance(msg, IncomingRequest):
+            return self._request(msg)
+        if isinstance(msg, IncomingNotification):
+            if msg.method == "initialized":
+                if self.state is HandshakeState.INITIALIZED:
+                    self.state = HandshakeState.READY
+                return Ignored("initialized")
+            log.info("ignoring notification %r from client", msg.method)
+            return Ignored(msg.method)
+        if isinstance(msg, IncomingResponse):
+            log.info("ignoring response to id %r from client", msg.id)
+            return Ignored("response")
+        assert isinstance(msg, InvalidMessage)
+        err = msg.error
+        return Reply(encode_error(-1, err.code, err.message))
+
+    def _request(self, msg: IncomingRequest) -> Dispatch | Reply:
+        spec = self._methods.get(msg.method)
+        if spec is None:
+            return Reply(
+                encode_error(
+                    msg.id,
+                    ErrorCode.METHOD_NOT_FOUND,
+                    f"exec-server does not implement `{msg.method}`",
+                )
+            )
+        try:
+            params = decode_params(msg.params, spec.params)
+        except ParamsError as exc:
+            return Reply(encode_error(msg.id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}"))
+        problem = self._handshake_problem(spec)
+        if problem is not None:
+            return Reply(encode_error(msg.id, ErrorCode.INVALID_REQUEST, problem))
+        return Dispatch(msg.id, spec, params)
+
+    def _handshake_problem(self, spec: MethodSpec) -> str | None:
+        if spec.family == "initialize":
+            if self.state is not HandshakeState.NEW:
+                return "initialize may only be sent once per connection"
+            return None
+        if self.state is HandshakeState.NEW:
+            return f"client must call initialize before using {spec.family} methods"
+        if self.state is HandshakeState.INITIALIZED:
+            return f"client must send initialized before using {spec.family} methods"
+        return None
+
+    def initialize_succeeded(self) -> None:
+        if self.state is not HandshakeState.NEW:
+            raise RuntimeError("initialize succeeded twice")
+        self.state = HandshakeState.INITIALIZED

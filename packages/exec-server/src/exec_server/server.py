@@ -1,0 +1,441 @@
+"""The server: wires transports, the RPC peer, sessions, processes and file methods.
+
+Each inbound message is handled synchronously up to its first wait: methods that can answer
+at once (start, signal, terminate, a read with data ready, ...) are answered before the next
+message is looked at, and only methods that must wait (a long-poll read, a write to a full
+pipe, file work) continue in a task. So responses to quick requests keep their order, writes
+to one process are queued in arrival order, and nothing waits behind a slow request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pybase64
+
+from exec_server_protocol import EmptyResult, encode_notification, encode_result
+from exec_server_protocol.process import (
+    ReadParams,
+    ResizeParams,
+    SignalParams,
+    StartParams,
+    TerminateParams,
+    TerminateResult,
+    WriteParams,
+    WriteResult,
+)
+from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
+
+from .environment import environment_info
+from .exceptions import invalid_params, invalid_request
+from .processes import CgroupManager, OrphanReaper, ProcessConfig, ProcessTable, make_subreaper
+from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_frame
+from .sessions import SessionRecord, SessionRegistry, UnknownSession
+from .transport.base import FrameSink
+from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
+
+__all__ = ["Server", "ServerConfig"]
+
+log = logging.getLogger("exec_server.server")
+
+TAKEOVER_CLOSE_CODE = 4000
+TAKEOVER_REASON = "session resumed by another connection"
+
+
+@dataclass
+class ServerConfig:
+    session_ttl: float = 80.0
+    retention_bytes: int = 1 << 20
+    closed_retention_s: float = 80.0
+    max_message_size: int = 16 << 20
+    authenticate: Authenticator | None = None
+    use_cgroups: bool = True
+    capabilities: dict[str, bool] | None = field(default=None)
+
+
+class SessionRuntime:
+    """What a session owns: its processes, its file handles, its current connection."""
+
+    def __init__(self, server: Server, record: SessionRecord[ClientConnection]) -> None:
+        self.record = record
+        self.id = record.id
+        self.connection: ClientConnection | None = None
+        self.processes = ProcessTable(server.process_config, self.emit, record.id)
+        self._fs: Any = None
+
+    def emit(self, frame: bytes) -> None:
+        conn = self.connection
+        if conn is not None:
+            conn.send(frame)
+
+    def notify(self, method: str, params: Any) -> None:
+        self.emit(encode_notification(method, params))
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            from .fs import FsService
+
+            self._fs = FsService(notify=self.notify)
+        return self._fs
+
+    async def aclose(self) -> None:
+        self.connection = None
+        self.processes.kill_all()
+        if self._fs is not None:
+            await self._fs.aclose()
+
+
+Handler = Callable[["ClientConnection", Any], Any]
+
+
+class ClientConnection:
+    """The server side of one connection (a :class:`MessageHandler`)."""
+
+    def __init__(self, server: Server, sink: FrameSink, *, detachable: bool = True) -> None:
+        self.server = server
+        self.sink = sink
+        self.peer = RpcPeer()
+        self.session: SessionRuntime | None = None
+        self.detachable = detachable
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._taken_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closed = False
+        self.paused = False
+
+    # ---------------------------------------------------------------- MessageHandler
+
+    def on_message(self, frame: bytes) -> None:
+        action = self.peer.receive(frame)
+        if isinstance(action, Dispatch):
+            self._dispatch(action)
+        elif isinstance(action, Reply):
+            self.sink.send(action.frame)
+        else:
+            assert isinstance(action, Ignored)
+
+    def on_close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        session = self.session
+        if session is not None and session.connection is self:
+            session.connection = None
+            self.server.detach(session, self)
+
+    def pause_output(self) -> None:
+        self.paused = True
+        if self.session is not None and self.session.connection is self:
+            self.session.processes.pause_reading()
+
+    def resume_output(self) -> None:
+        self.paused = False
+        if self.session is not None and self.session.connection is self:
+            self.session.processes.resume_reading()
+
+    # ---------------------------------------------------------------- sending
+
+    def send(self, frame: bytes) -> None:
+        if not self._closed:
+            self.sink.send(frame)
+
+    def _dispatch(self, d: Dispatch) -> None:
+        handler = HANDLERS[d.spec.name]
+        try:
+            out = handler(self, d.params)
+        except Exception as exc:
+            self.send(error_frame(d.request_id, exc))
+            return
+        if inspect.isawaitable(out):
+            task = asyncio.ensure_future(self._finish(d.request_id, out))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self.send(encode_result(d.request_id, out))
+
+    async def _finish(self, request_id: Any, awaitable: Awaitable[Any]) -> None:
+        try:
+            result = await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.send(error_frame(request_id, exc))
+        else:
+            self.send(encode_result(request_id, result))
+
+    # ---------------------------------------------------------------- session
+
+    def require_session(self) -> SessionRuntime:
+        if self._taken_over.done():
+            raise invalid_request("session has been resumed by another connection")
+        session = self.session
+        assert session is not None  # the handshake check guarantees it
+        return session
+
+    def take_over(self) -> None:
+        """Another connection resumed our session: fail pending long polls, then close."""
+        if not self._taken_over.done():
+            self._taken_over.set_result(None)
+        pending = [t for t in self._tasks if not t.done()]
+
+        async def close_after_replies() -> None:
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+            self.sink.close(TAKEOVER_CLOSE_CODE, TAKEOVER_REASON)
+
+        task = asyncio.ensure_future(close_after_replies())
+        self.server.background(task)
+
+    @property
+    def interrupted(self) -> asyncio.Future[None]:
+        return self._taken_over
+
+
+class Server:
+    """An exec-server instance (one per listening endpoint)."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.registry: SessionRegistry[ClientConnection] = SessionRegistry(self.config.session_ttl)
+        self.runtimes: dict[str, SessionRuntime] = {}
+        cgroups = CgroupManager.create() if self.config.use_cgroups else None
+        if cgroups is None:
+            log.warning("no usable cgroup v2: tree kill falls back to process groups and /proc")
+        self.process_config = ProcessConfig(
+            retention_bytes=self.config.retention_bytes,
+            closed_retention_s=self.config.closed_retention_s,
+            cgroups=cgroups,
+        )
+        self._info: EnvironmentInfo | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self._listeners: list[asyncio.Server] = []
+        self._reaper = OrphanReaper(lambda pid: pid in self.process_config.live_pids)
+        self._subreaper = make_subreaper()
+
+    @property
+    def info(self) -> EnvironmentInfo:
+        if self._info is None:
+            self._info = environment_info(self.config.capabilities)
+        return self._info
+
+    def background(self, fut: asyncio.Future[Any]) -> None:
+        self._background.add(fut)
+        fut.add_done_callback(self._background.discard)
+
+    def install_child_reaper(self) -> None:
+        if self._subreaper:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reaper.reap)
+
+    # ---------------------------------------------------------------- transports
+
+    async def listen_websocket(self, host: str, port: int) -> tuple[str, int]:
+        policy = HttpPolicy(
+            max_message_size=self.config.max_message_size, authenticate=self.config.authenticate
+        )
+        server = await serve_websocket(host, port, policy, lambda sink: ClientConnection(self, sink))
+        self._listeners.append(server)
+        sockname = server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    def connection_for(self, sink: FrameSink, *, detachable: bool = True) -> ClientConnection:
+        return ClientConnection(self, sink, detachable=detachable)
+
+    # ---------------------------------------------------------------- sessions
+
+    def detach(self, session: SessionRuntime, conn: ClientConnection) -> None:
+        if not conn.detachable:
+            self.registry.close(session.record)
+            self.runtimes.pop(session.id, None)
+            self.background(asyncio.ensure_future(session.aclose()))
+            return
+        record = self.registry.detach(session.id, conn, time.monotonic())
+        if record is not None:
+            log.info("session detached", extra={"session_id": session.id})
+            self._schedule_expiry()
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        deadline = self.registry.next_deadline()
+        if deadline is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - time.monotonic())
+        self._expiry = loop.call_later(delay, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._expiry = None
+        for record in self.registry.due(time.monotonic()):
+            self.registry.expire(record)
+            runtime = self.runtimes.pop(record.id, None)
+            log.info("session expired", extra={"session_id": record.id})
+            if runtime is not None:
+                self.background(asyncio.ensure_future(runtime.aclose()))
+        self._schedule_expiry()
+
+    def initialize(self, conn: ClientConnection, p: InitializeParams) -> InitializeResult:
+        if p.resume_session_id is not None:
+            try:
+                record, previous = self.registry.resume(
+                    p.resume_session_id, conn, time.monotonic()
+                )
+            except UnknownSession:
+                self._schedule_expiry()
+                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
+            runtime = self.runtimes[record.id]
+            if previous is not None and previous is not conn:
+                log.info("session taken over", extra={"session_id": record.id})
+                previous.take_over()
+            else:
+                log.info("session resumed", extra={"session_id": record.id})
+            self._schedule_expiry()
+        else:
+            record = self.registry.create(conn)
+            runtime = SessionRuntime(self, record)
+            self.runtimes[record.id] = runtime
+            log.info(
+                "session created", extra={"session_id": record.id, "client": p.client_name}
+            )
+        runtime.connection = conn
+        conn.session = runtime
+        conn.peer.initialize_succeeded()
+        if conn.paused:
+            runtime.processes.pause_reading()
+        else:
+            runtime.processes.resume_reading()
+        return InitializeResult(session_id=record.id, environment_info=self.info)
+
+    async def aclose(self) -> None:
+        """Stop listening and kill every process of every session."""
+        for listener in self._listeners:
+            listener.close()
+        for record in self.registry.sessions():
+            self.registry.close(record)
+            runtime = self.runtimes.pop(record.id, None)
+            if runtime is not None:
+                if runtime.connection is not None:
+                    runtime.connection.sink.close(1001, "server shutting down")
+                await runtime.aclose()
+        if self.process_config.cgroups is not None:
+            self.process_config.cgroups.aclose()
+        self._reaper.reap()
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+def _initialize(conn: ClientConnection, p: InitializeParams) -> InitializeResult:
+    return conn.server.initialize(conn, p)
+
+
+def _environment_info(conn: ClientConnection, _: Any) -> EnvironmentInfo:
+    return conn.server.info
+
+
+def _environment_config_read(conn: ClientConnection, p: Any) -> Any:
+    from .environment_config import read_environment_config
+
+    return read_environment_config(p)
+
+
+def _process_start(conn: ClientConnection, p: StartParams) -> Any:
+    return conn.require_session().processes.start(p)
+
+
+def _process_read(conn: ClientConnection, p: ReadParams) -> Any:
+    table = conn.require_session().processes
+    proc = table.require(p.process_id)
+    after = p.after_seq or 0
+    if p.wait_ms and p.wait_ms > 0 and not proc.ready_for(after):
+        return table.read(p.process_id, after, p.max_bytes, p.wait_ms, conn.interrupted)
+    return proc.snapshot(after, p.max_bytes)
+
+
+def _process_write(conn: ClientConnection, p: WriteParams) -> Any:
+    table = conn.require_session().processes
+    if not p.write_id:
+        raise invalid_params("writeId must not be empty")
+    try:
+        data = pybase64.b64decode(p.chunk, validate=True)
+    except ValueError as exc:
+        raise invalid_params(f"chunk is not valid base64: {exc}") from exc
+    proc = table.get(p.process_id)
+    if proc is None:
+        return WriteResult(status="unknownProcess")
+    outcome = proc.write(data, p.write_id, p.close_stdin)
+    if isinstance(outcome, str):
+        return WriteResult(status=outcome)  # type: ignore[arg-type]  # statuses come from WriteStatus
+    return _write_result(outcome)
+
+
+async def _write_result(outcome: asyncio.Future[str]) -> WriteResult:
+    return WriteResult(status=await asyncio.shield(outcome))  # type: ignore[arg-type]  # see above
+
+
+def _process_signal(conn: ClientConnection, p: SignalParams) -> EmptyResult:
+    proc = conn.require_session().processes.get(p.process_id)
+    if proc is not None:
+        proc.send_signal(p.signal)
+    return EmptyResult()
+
+
+def _process_terminate(conn: ClientConnection, p: TerminateParams) -> TerminateResult:
+    proc = conn.require_session().processes.get(p.process_id)
+    if proc is None:
+        return TerminateResult(running=False)
+    return TerminateResult(running=proc.terminate())
+
+
+def _process_resize(conn: ClientConnection, p: ResizeParams) -> EmptyResult:
+    if p.rows <= 0 or p.cols <= 0 or p.rows > 0xFFFF or p.cols > 0xFFFF:
+        raise invalid_params("rows and cols must be between 1 and 65535")
+    conn.require_session().processes.require(p.process_id).resize(p.rows, p.cols)
+    return EmptyResult()
+
+
+def _fs(method: str) -> Handler:
+    def handler(conn: ClientConnection, p: Any) -> Any:
+        return getattr(conn.require_session().fs, method)(p)
+
+    handler.__name__ = f"_fs_{method}"
+    return handler
+
+
+HANDLERS: dict[str, Handler] = {
+    "initialize": _initialize,
+    "environment/info": _environment_info,
+    "environmentConfig/read": _environment_config_read,
+    "process/start": _process_start,
+    "process/read": _process_read,
+    "process/write": _process_write,
+    "process/signal": _process_signal,
+    "process/terminate": _process_terminate,
+    "process/resize": _process_resize,
+    "fs/readFile": _fs("read_file"),
+    "fs/writeFile": _fs("write_file"),
+    "fs/createDirectory": _fs("create_directory"),
+    "fs/getMetadata": _fs("get_metadata"),
+    "fs/readDirectory": _fs("read_directory"),
+    "fs/remove": _fs("remove"),
+    "fs/copy": _fs("copy"),
+    "fs/canonicalize": _fs("canonicalize"),
+    "fs/walk": _fs("walk"),
+    "fs/open": _fs("open"),
+    "fs/readBlock": _fs("read_block"),
+    "fs/writeBlock": _fs("write_block"),
+    "fs/close": _fs("close"),
+    "fs/watchMissing": _fs("watch_missing"),
+}
+
+

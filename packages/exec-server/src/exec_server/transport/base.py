@@ -1,0 +1,33 @@
+"""What a transport gives the server and what it expects back."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["FrameSink", "MessageHandler"]
+
+
+class FrameSink(Protocol):
+    """The transport side of one connection."""
+
+    def send(self, frame: bytes) -> None:
+        """Queue one JSON message (never blocks; flow control is signalled separately)."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection (WebSocket close code and reason where it applies)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class MessageHandler(Protocol):
+    """The server side of one connection."""
+
+    def on_message(self, frame: bytes) -> None: ...
+
+    def on_close(self) -> None: ...
+
+    def pause_output(self) -> None:
+        """The transport's send buffer is over its high-water mark."""
+
+    def resume_output(self) -> None: ...

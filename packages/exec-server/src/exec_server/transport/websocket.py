@@ -1,0 +1,268 @@
+"""WebSocket transport on the sans-I/O ``websockets`` protocol, plus the plain HTTP routes.
+
+Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` → 200 with an empty body, no auth; any request
+with an ``Origin`` header → 403; the WebSocket upgrade on ``/`` (after the auth check) → 101;
+anything else → 404. Inbound messages above ``max_message_size`` close the connection with 1009.
+Accepted sockets get TCP_NODELAY.
+
+Frames are written straight to the asyncio transport from the caller's stack (no task per
+message); when the transport's buffer passes its high-water mark the handler is told to pause
+its producers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidState
+from websockets.frames import Opcode
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from .base import MessageHandler
+
+__all__ = ["HttpPolicy", "WebSocketConnection", "serve_websocket"]
+
+log = logging.getLogger("exec_server.transport")
+
+MAX_HEAD = 64 * 1024
+CLOSE_TIMEOUT = 5.0
+WRITE_HIGH = 8 * 1024 * 1024
+WRITE_LOW = 2 * 1024 * 1024
+
+
+class Authenticator(Protocol):
+    def __call__(self, authorization: str | None) -> str | None:
+        """Return None when allowed, else the 401 body text."""
+
+
+@dataclass
+class HttpPolicy:
+    max_message_size: int = 16 * 1024 * 1024
+    authenticate: Authenticator | None = None
+
+
+def _response(status: int, reason: str, body: bytes = b"", head_only: bool = False) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        f"Content-Length: {len(body)}",
+        "Content-Type: text/plain; charset=utf-8",
+        "Connection: close",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else body)
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """One accepted TCP connection: first HTTP, then (maybe) WebSocket."""
+
+    def __init__(self, policy: HttpPolicy, make_handler: Callable[[WebSocketConnection], MessageHandler]) -> None:
+        self._policy = policy
+        self._make_handler = make_handler
+        self._transport: asyncio.Transport | None = None
+        self._head = bytearray()
+        self._proto: ServerProtocol | None = None
+        self._handler: MessageHandler | None = None
+        self._fragments: list[bytes] = []
+        self._closed = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.peer: str = "?"
+
+    # -------------------------------------------------------------- asyncio side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer = f"{peer[0]}:{peer[1]}"
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+
+    def data_received(self, data: bytes) -> None:
+        if self._proto is not None:
+            self._proto.receive_data(data)
+            self._after_receive()
+            return
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._head) > MAX_HEAD:
+                self._http_reply(_response(431, "Request Header Fields Too Large"))
+            return
+        self._route(end + 4)
+
+    def eof_received(self) -> bool | None:
+        if self._proto is not None:
+            self._proto.receive_eof()
+            self._after_receive()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.on_close()
+
+    def pause_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.pause_output()
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.resume_output()
+
+    # -------------------------------------------------------------- HTTP
+
+    def _http_reply(self, payload: bytes) -> None:
+        assert self._transport is not None
+        self._transport.write(payload)
+        self._transport.close()
+        self._closed = True
+
+    def _route(self, head_len: int) -> None:
+        head = bytes(self._head[:head_len])
+        try:
+            request_line, _, rest = head.decode("latin-1").partition("\r\n")
+            method, target, _version = request_line.split(" ", 2)
+            headers = Headers()
+            for line in rest.split("\r\n"):
+                if line:
+                    name, _, value = line.partition(":")
+                    headers[name.strip()] = value.strip()
+        except ValueError:
+            self._http_reply(_response(400, "Bad Request", b"malformed HTTP request\n"))
+            return
+        path = target.split("?", 1)[0]
+        if "Origin" in headers:
+            self._http_reply(_response(403, "Forbidden", b"cross-origin requests are refused\n"))
+            return
+        if path == "/readyz" and method in ("GET", "HEAD"):
+            self._http_reply(_response(200, "OK", head_only=method == "HEAD"))
+            return
+        if path != "/" or method != "GET":
+            self._http_reply(_response(404, "Not Found", b"not found\n", head_only=method == "HEAD"))
+            return
+        if self._policy.authenticate is not None:
+            problem = self._policy.authenticate(headers.get("Authorization"))
+            if problem is not None:
+                self._http_reply(_response(401, "Unauthorized", (problem + "\n").encode()))
+                return
+        proto = ServerProtocol(max_size=self._policy.max_message_size, logger=log)
+        self._proto = proto
+        proto.receive_data(bytes(self._head))
+        self._head = bytearray()
+        for event in proto.events_received():
+            if isinstance(event, Request):
+                response = proto.accept(event)
+                proto.send_response(response)
+                if response.status_code == 101:
+                    self._handler = self._make_handler(self)
+        self._after_receive()
+
+    # -------------------------------------------------------------- WebSocket
+
+    def _after_receive(self) -> None:
+        proto = self._proto
+        assert proto is not None
+        events = proto.events_received()
+        self._flush()
+        for frame in events:
+            if isinstance(frame, Request):  # pragma: no cover - only during the handshake
+                continue
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._deliver(frame.data)
+                else:
+                    self._fragments = [frame.data]
+            elif opcode is Opcode.CONT:
+                self._fragments.append(frame.data)
+                if frame.fin:
+                    data = b"".join(self._fragments)
+                    self._fragments = []
+                    self._deliver(data)
+        if proto.state is State.CLOSED:
+            self._abort()
+
+    def _deliver(self, data: bytes) -> None:
+        handler = self._handler
+        if handler is not None and not self._closed:
+            handler.on_message(data)
+
+    def _flush(self) -> None:
+        proto = self._proto
+        transport = self._transport
+        if proto is None or transport is None:
+            return
+        for data in proto.data_to_send():
+            if data:
+                transport.write(data)
+            else:
+                # The protocol is done: half-close now, and drop the socket if the peer
+                # does not finish the closing handshake in time.
+                if transport.can_write_eof():
+                    with contextlib.suppress(OSError, RuntimeError):
+                        transport.write_eof()
+                self._schedule_abort()
+        if proto.close_expected():
+            self._schedule_abort()
+
+    def _schedule_abort(self) -> None:
+        if self._close_timer is None and self._transport is not None:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT, self._abort)
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    # -------------------------------------------------------------- FrameSink
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._proto is None or self._proto.state is not State.OPEN
+
+    def send(self, frame: bytes) -> None:
+        proto = self._proto
+        if proto is None or self._closed or proto.state is not State.OPEN:
+            return
+        proto.send_text(frame)
+        self._flush()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        proto = self._proto
+        if proto is None or self._closed:
+            return
+        with contextlib.suppress(InvalidState):
+            proto.send_close(code, reason)
+        self._flush()
+        # From now on the handler must not receive anything more.
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.on_close()
+
+
+async def serve_websocket(
+    host: str,
+    port: int,
+    policy: HttpPolicy,
+    make_handler: Callable[[WebSocketConnection], MessageHandler],
+) -> asyncio.Server:
+    """Listen on ``host:port`` (port 0 picks a free one)."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: WebSocketConnection(policy, make_handler), host, port, reuse_address=True
+    )
