@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -109,7 +110,8 @@ class Reference:
         return self.url
 
     async def _drain_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
+        assert self.proc is not None
+        assert self.proc.stderr is not None
         async for raw in self.proc.stderr:
             self.stderr_lines.append(raw.decode(errors="replace").rstrip("\n"))
 
@@ -159,7 +161,11 @@ class Conn:
     async def _read(self) -> None:
         try:
             async for frame in self.ws:
-                text = frame if isinstance(frame, str) else "<binary>" + frame.decode("utf-8", "replace")
+                text = (
+                    frame
+                    if isinstance(frame, str)
+                    else "<binary>" + frame.decode("utf-8", "replace")
+                )
                 self._print("<<<", text)
                 try:
                     msg = json.loads(frame)
@@ -175,7 +181,7 @@ class Conn:
                 await self.queue.put(text)
         except websockets.ConnectionClosed as e:
             self.closed = f"code={e.code} reason={e.reason!r}"
-        except Exception as e:  # noqa: BLE001 - report anything (e.g. TCP reset)
+        except Exception as e:
             self.closed = f"{type(e).__name__}: {e}"
         finally:
             if self.closed is None:
@@ -190,7 +196,9 @@ class Conn:
             await self.queue.put(None)
 
     async def send_raw(self, text: str | bytes) -> None:
-        self._print(">>>", text if isinstance(text, str) else "<binary>" + text.decode("utf-8", "replace"))
+        self._print(
+            ">>>", text if isinstance(text, str) else "<binary>" + text.decode("utf-8", "replace")
+        )
         try:
             await self.ws.send(text)
         except websockets.ConnectionClosed as e:
@@ -206,7 +214,13 @@ class Conn:
         await self.send(msg)
 
     async def request(
-        self, method: str, params: Any = None, *, id: Any = None, timeout: float = 30, omit_params: bool = False
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        id: Any = None,
+        timeout: float = 30,  # noqa: ASYNC109
+        omit_params: bool = False,
     ) -> dict[str, Any]:
         if id is None:
             self._next_id += 1
@@ -219,7 +233,7 @@ class Conn:
         await self.send(msg)
         return await asyncio.wait_for(fut, timeout)
 
-    async def recv(self, timeout: float = 5) -> str | None:
+    async def recv(self, timeout: float = 5) -> str | None:  # noqa: ASYNC109
         """Next frame that is not a response claimed by ``request``."""
         return await asyncio.wait_for(self.queue.get(), timeout)
 
@@ -236,7 +250,12 @@ class Conn:
             out.append(item)
         return out
 
-    async def wait_notification(self, method: str, pred: Any = None, timeout: float = 10) -> dict[str, Any]:
+    async def wait_notification(
+        self,
+        method: str,
+        pred: Any = None,
+        timeout: float = 10,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
         end = time.monotonic() + timeout
         seen = 0
         while True:
@@ -255,17 +274,15 @@ class Conn:
 
     async def close(self) -> None:
         await self.ws.close()
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self._reader, 5)
-        except (TimeoutError, Exception):  # noqa: BLE001
-            pass
 
 
 def _key(id: Any) -> str:
     return json.dumps(id)
 
 
-async def run_script(url: str, lines: Iterable[str], settle: float, timeout: float) -> None:
+async def run_script(url: str, lines: Iterable[str], settle: float, timeout: float) -> None:  # noqa: ASYNC109
     conn = await Conn.connect(url)
     for line in lines:
         line = line.rstrip("\n")
@@ -297,17 +314,29 @@ async def run_script(url: str, lines: Iterable[str], settle: float, timeout: flo
 
 
 async def amain(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--bin", help=f"reference codex binary (default ${ENV_BIN})")
-    ap.add_argument("--codex-home", default=os.environ.get(ENV_HOME), help="CODEX_HOME (keep outside /tmp)")
+    ap.add_argument(
+        "--codex-home", default=os.environ.get(ENV_HOME), help="CODEX_HOME (keep outside /tmp)"
+    )
     ap.add_argument("--script", default="-", help="step file, '-' = stdin")
-    ap.add_argument("--url", help="probe an already-running server instead of starting the reference")
+    ap.add_argument(
+        "--url", help="probe an already-running server instead of starting the reference"
+    )
     ap.add_argument("--settle", type=float, default=0.3, help="quiet period that ends a step")
     ap.add_argument("--timeout", type=float, default=10.0)
-    ap.add_argument("--show-stderr", action="store_true", help="print the server's stderr at the end")
+    ap.add_argument(
+        "--show-stderr", action="store_true", help="print the server's stderr at the end"
+    )
     ap.add_argument("server_args", nargs="*", help="extra args for `codex exec-server` (after --)")
     args = ap.parse_args(argv)
-    lines = sys.stdin.readlines() if args.script == "-" else open(args.script).readlines()
+    if args.script == "-":
+        lines = sys.stdin.readlines()
+    else:
+        with open(args.script) as fh:  # noqa: ASYNC230 - small local file, read once
+            lines = fh.readlines()
     if args.url:
         await run_script(args.url, lines, args.settle, args.timeout)
         return
