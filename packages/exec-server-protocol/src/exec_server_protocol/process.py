@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -36,6 +36,7 @@ __all__ = [
 StreamName = Literal["stdout", "stderr", "pty"]
 SandboxType = Literal["none", "linuxSeccomp"]
 WriteStatus = Literal["accepted", "unknownProcess", "stdinClosed", "starting"]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 SignalName = Literal["interrupt", "terminate", "kill", "hangup", "quit", "user1", "user2"]
 """`interrupt` is the reference's; the rest are ours."""
 
@@ -51,8 +52,8 @@ class EnvPolicy(WireStruct):
 
 
 class PtySize(WireStruct):
-    rows: int = 24
-    cols: int = 80
+    rows: Annotated[int, msgspec.Meta(ge=1, le=0xFFFF)] = 24
+    cols: Annotated[int, msgspec.Meta(ge=1, le=0xFFFF)] = 80
 
 
 class StartParams(Params):
@@ -60,7 +61,7 @@ class StartParams(Params):
     argv: list[str]
     cwd: str
     env: dict[str, str]
-    tty: bool = False
+    tty: bool
     pipe_stdin: bool = False
     arg0: str | None = None
     env_policy: EnvPolicy | None = None
@@ -78,9 +79,9 @@ class StartResult(Result):
 
 class ReadParams(Params):
     process_id: str
-    after_seq: int | None = None
-    max_bytes: int | None = None
-    wait_ms: int | None = None
+    after_seq: NonNegative | None = None
+    max_bytes: NonNegative | None = None
+    wait_ms: NonNegative | None = None
 
 
 class OutputChunk(WireStruct):
@@ -118,7 +119,7 @@ class ReadResult(Result):
 class WriteParams(Params):
     process_id: str
     chunk: str
-    write_id: str = ""
+    write_id: str
     close_stdin: bool = False
     """[ours] close the child's stdin after writing `chunk`."""
 
@@ -144,8 +145,8 @@ class ResizeParams(Params):
     """[ours]"""
 
     process_id: str
-    rows: int
-    cols: int
+    rows: Annotated[int, msgspec.Meta(ge=1, le=0xFFFF)]
+    cols: Annotated[int, msgspec.Meta(ge=1, le=0xFFFF)]
 
 
 class ProcessOutputNotification(Params):

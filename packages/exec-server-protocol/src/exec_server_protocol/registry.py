@@ -25,7 +25,8 @@ class MethodSpec:
     params: type[Any]
     result: type[Any]
     family: str
-    """Handshake family: "initialize", "process", "fs" or "environment"."""
+    """Handshake family, as named in the handshake errors: "initialize", "exec", "filesystem",
+    "environment info" or "environment config"."""
     ours: bool = False
     """[ours] an extension a stock Codex client never sends."""
 
@@ -36,33 +37,33 @@ METHODS: Final[dict[str, MethodSpec]] = {
     m.name: m
     for m in (
         _M("initialize", session.InitializeParams, session.InitializeResult, "initialize"),
-        _M("environment/info", EmptyParams, session.EnvironmentInfo, "environment"),
+        _M("environment/info", EmptyParams, session.EnvironmentInfo, "environment info"),
         _M(
             "environmentConfig/read",
             session.EnvironmentConfigReadParams,
             session.EnvironmentConfigReadResult,
-            "environment",
+            "environment config",
         ),
-        _M("process/start", process.StartParams, process.StartResult, "process"),
-        _M("process/read", process.ReadParams, process.ReadResult, "process"),
-        _M("process/write", process.WriteParams, process.WriteResult, "process"),
-        _M("process/signal", process.SignalParams, EmptyResult, "process"),
-        _M("process/terminate", process.TerminateParams, process.TerminateResult, "process"),
-        _M("process/resize", process.ResizeParams, EmptyResult, "process", ours=True),
-        _M("fs/readFile", fs.ReadFileParams, fs.ReadFileResult, "fs"),
-        _M("fs/writeFile", fs.WriteFileParams, EmptyResult, "fs"),
-        _M("fs/createDirectory", fs.CreateDirectoryParams, EmptyResult, "fs"),
-        _M("fs/getMetadata", fs.GetMetadataParams, fs.Metadata, "fs"),
-        _M("fs/readDirectory", fs.ReadDirectoryParams, fs.ReadDirectoryResult, "fs"),
-        _M("fs/remove", fs.RemoveParams, EmptyResult, "fs"),
-        _M("fs/copy", fs.CopyParams, EmptyResult, "fs"),
-        _M("fs/canonicalize", fs.CanonicalizeParams, fs.CanonicalizeResult, "fs"),
-        _M("fs/walk", fs.WalkParams, fs.WalkResult, "fs"),
-        _M("fs/open", fs.OpenParams, fs.OpenResult, "fs"),
-        _M("fs/readBlock", fs.ReadBlockParams, fs.ReadBlockResult, "fs"),
-        _M("fs/writeBlock", fs.WriteBlockParams, fs.WriteBlockResult, "fs"),
-        _M("fs/close", fs.CloseParams, EmptyResult, "fs"),
-        _M("fs/watchMissing", fs.WatchMissingParams, fs.WatchMissingResult, "fs"),
+        _M("process/start", process.StartParams, process.StartResult, "exec"),
+        _M("process/read", process.ReadParams, process.ReadResult, "exec"),
+        _M("process/write", process.WriteParams, process.WriteResult, "exec"),
+        _M("process/signal", process.SignalParams, EmptyResult, "exec"),
+        _M("process/terminate", process.TerminateParams, process.TerminateResult, "exec"),
+        _M("process/resize", process.ResizeParams, EmptyResult, "exec", ours=True),
+        _M("fs/readFile", fs.ReadFileParams, fs.ReadFileResult, "filesystem"),
+        _M("fs/writeFile", fs.WriteFileParams, EmptyResult, "filesystem"),
+        _M("fs/createDirectory", fs.CreateDirectoryParams, EmptyResult, "filesystem"),
+        _M("fs/getMetadata", fs.GetMetadataParams, fs.Metadata, "filesystem"),
+        _M("fs/readDirectory", fs.ReadDirectoryParams, fs.ReadDirectoryResult, "filesystem"),
+        _M("fs/remove", fs.RemoveParams, EmptyResult, "filesystem"),
+        _M("fs/copy", fs.CopyParams, EmptyResult, "filesystem"),
+        _M("fs/canonicalize", fs.CanonicalizeParams, fs.CanonicalizeResult, "filesystem"),
+        _M("fs/walk", fs.WalkParams, fs.WalkResult, "filesystem"),
+        _M("fs/open", fs.OpenParams, fs.OpenResult, "filesystem"),
+        _M("fs/readBlock", fs.ReadBlockParams, fs.ReadBlockResult, "filesystem"),
+        _M("fs/writeBlock", fs.WriteBlockParams, fs.WriteBlockResult, "filesystem"),
+        _M("fs/close", fs.CloseParams, EmptyResult, "filesystem"),
+        _M("fs/watchMissing", fs.WatchMissingParams, fs.WatchMissingResult, "filesystem"),
     )
 }
 

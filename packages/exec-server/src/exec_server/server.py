@@ -398,8 +398,6 @@ def _process_terminate(conn: ClientConnection, p: TerminateParams) -> TerminateR
 
 
 def _process_resize(conn: ClientConnection, p: ResizeParams) -> EmptyResult:
-    if p.rows <= 0 or p.cols <= 0 or p.rows > 0xFFFF or p.cols > 0xFFFF:
-        raise invalid_params("rows and cols must be between 1 and 65535")
     conn.require_session().processes.require(p.process_id).resize(p.rows, p.cols)
     return EmptyResult()
 
