@@ -30,6 +30,7 @@ __all__ = [
     "ReadFileResult",
     "RemoveParams",
     "WalkEntry",
+    "WalkError",
     "WalkOptions",
     "WalkParams",
     "WalkResult",
@@ -128,11 +129,19 @@ class WalkParams(FsParams, kw_only=True):
 class WalkEntry(WireStruct):
     path: str
     kind: str
+    """``"file"`` or ``"directory"``."""
+
+
+class WalkError(WireStruct):
+    """An entry the walk could not examine (the walk goes on without it)."""
+
+    path: str
+    message: str
 
 
 class WalkResult(Result):
     entries: list[WalkEntry]
-    errors: list[str]
+    errors: list[WalkError]
     truncated: bool
 
 
@@ -174,7 +183,8 @@ class CloseParams(Params):
 class WatchMissingParams(Params):
     watch_id: int | str
     missing: list[str]
-    present: list[str] | None = None
+    present: str | None = None
+    """A PathUri that must exist when the watch starts (the reference takes one string)."""
 
 
 class WatchMissingResult(Result):

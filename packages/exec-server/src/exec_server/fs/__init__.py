@@ -1,0 +1,6 @@
+"""The file-system RPCs (``fs/*``, PROTOCOL.md §9): one :class:`FsService` per session."""
+
+from ._errors import FsFailure
+from ._service import MAX_BLOCK_LEN, FsService
+
+__all__ = ["MAX_BLOCK_LEN", "FsFailure", "FsService"]
