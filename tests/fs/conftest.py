@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import msgspec
 import pytest
 from exec_server.fs import FsService
-
-
-class Recorder:
-    """Collects notifications; ``wait`` blocks until one arrives."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, msgspec.Struct]] = []
-        self._queue: asyncio.Queue[tuple[str, msgspec.Struct]] = asyncio.Queue()
-
-    def __call__(self, method: str, params: msgspec.Struct) -> None:
-        self.sent.append((method, params))
-        self._queue.put_nowait((method, params))
-
-    async def wait(self, within: float = 10.0) -> tuple[str, msgspec.Struct]:
-        async with asyncio.timeout(within):
-            return await self._queue.get()
+from fs_helpers import Recorder
 
 
 @pytest.fixture

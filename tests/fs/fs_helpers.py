@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from exec_server.exceptions import RpcError
 from exec_server_protocol import format_path_uri
+
+
+class Recorder:
+    """Collects notifications; ``wait`` blocks until one arrives."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, msgspec.Struct]] = []
+        self._queue: asyncio.Queue[tuple[str, msgspec.Struct]] = asyncio.Queue()
+
+    def __call__(self, method: str, params: msgspec.Struct) -> None:
+        self.sent.append((method, params))
+        self._queue.put_nowait((method, params))
+
+    async def wait(self, within: float = 10.0) -> tuple[str, msgspec.Struct]:
+        async with asyncio.timeout(within):
+            return await self._queue.get()
 
 
 def uri(path: str | Path | bytes) -> str:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Recorder
 from exec_server.fs import FsService
 from exec_server_protocol.fs import MissingChangedNotification, WatchMissingParams
-from fs_helpers import rpc_error, uri
+from fs_helpers import Recorder, rpc_error, uri
 
 
 async def watch(fs: FsService, watch_id: int, *paths: Path, present: Path | None = None) -> bool:
