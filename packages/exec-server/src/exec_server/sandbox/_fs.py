@@ -1,0 +1,105 @@
+"""Blocking fs operations under the file-system rules of an intent.
+
+Landlock, no_new_privs and the mount namespace are per thread, so each call runs in a fresh
+thread that restricts itself, runs the operation and exits: a denied write raises the kernel's
+own ``OSError`` (EACCES outside the writable roots, EROFS on a protected path) and nothing
+outside the writable roots changes. The network and signal rules do not apply to fs methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from exec_server_protocol.sandbox import SandboxIntent
+
+from ..exceptions import SandboxUnavailable
+from . import _kernel
+from ._landlock import build_ruleset
+from ._mounts import PLACEHOLDERS, MountPlan, apply_mounts, plan_mounts
+from ._policy import Policy, compile_policy
+from ._probe import missing_for
+
+__all__ = ["run_fs_sandboxed"]
+
+T = TypeVar("T")
+
+
+async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` in a thread restricted like a process started with ``intent``.
+
+    Relative sandbox paths resolve against the intent's cwd (or the server's).
+
+    Raises:
+        RpcError: -32602 for a malformed intent.
+        SandboxUnavailable: the host cannot enforce the intent's file-system rules.
+        Exception: whatever ``fn`` raises (a denied write: ``PermissionError`` / ``OSError``).
+    """
+    policy = compile_policy(intent, cwd=os.getcwd(), env=os.environ)
+    if policy is None or not policy.restricts_fs:
+        return await asyncio.to_thread(fn, *args)
+    fs_policy = replace(policy, network_restricted=False)
+    problem = missing_for(mounts=bool(fs_policy.read_only), fs_method=True)
+    if problem is not None:
+        raise SandboxUnavailable(problem)
+    mounts = plan_mounts(fs_policy.read_only) if fs_policy.read_only else None
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    try:
+        thread = threading.Thread(
+            target=_run_restricted,
+            args=(fs_policy, mounts, fn, args, loop, future),
+            name="fs-sandboxed",
+            daemon=True,
+        )
+        thread.start()
+    except BaseException:
+        _release(mounts)
+        raise
+    # Placeholders go once the operation is over: removing one from this (host) namespace while
+    # the thread still works would detach its read-only mount.
+    future.add_done_callback(lambda _: _release(mounts))
+    return await asyncio.shield(future)
+
+
+def _release(mounts: MountPlan | None) -> None:
+    if mounts is not None:
+        for placeholder in mounts.placeholders:
+            PLACEHOLDERS.release(placeholder)
+
+
+def _run_restricted(
+    policy: Policy,
+    mounts: MountPlan | None,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[T],
+) -> None:
+    try:
+        ruleset_fd = build_ruleset(policy)
+        try:
+            _kernel.set_no_new_privs()
+            if mounts is not None:
+                apply_mounts(mounts, new_user_namespace=False)
+            _kernel.landlock_restrict_self(ruleset_fd)
+        finally:
+            os.close(ruleset_fd)
+        result = fn(*args)
+    except BaseException as exc:
+        loop.call_soon_threadsafe(_settle, future, None, exc)
+    else:
+        loop.call_soon_threadsafe(_settle, future, result, None)
+
+
+def _settle(future: asyncio.Future[T], result: T | None, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]  # result is a T when exc is None
