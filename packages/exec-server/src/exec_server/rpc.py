@@ -33,7 +33,7 @@ from exec_server_protocol import (
     encode_error,
 )
 
-from .exceptions import RpcError
+from .exceptions import RpcError, SandboxUnavailable
 
 __all__ = ["Dispatch", "HandshakeState", "Ignored", "Reply", "RpcPeer", "error_frame"]
 
@@ -72,11 +72,14 @@ class Ignored:
 def error_frame(request_id: RequestId, exc: BaseException) -> bytes:
     """The one place an exception becomes a wire error.
 
-    An :class:`RpcError` is sent as is; anything else is logged here with its traceback and
+    An :class:`RpcError` is sent as is, :class:`SandboxUnavailable` as -32603 with its message
+    (it says what the host lacks); anything else is logged here with its traceback and
     answered with a generic -32603, never with internal details.
     """
     if isinstance(exc, RpcError):
         return encode_error(request_id, exc.code, exc.message)
+    if isinstance(exc, SandboxUnavailable):
+        return encode_error(request_id, ErrorCode.INTERNAL_ERROR, str(exc))
     log.error("internal error answering request %r", request_id, exc_info=exc)
     return encode_error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
 

@@ -11,6 +11,7 @@ path); everything else uses the protocol structs.
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
 import fcntl
 import logging
@@ -41,7 +42,7 @@ from .ring import OutputRing
 from .tree import CgroupManager, kill_descendants
 from .writes import WriteLog
 
-__all__ = ["ManagedProcess", "SpawnSpec", "format_os_error"]
+__all__ = ["ManagedProcess", "SpawnSpec", "StdinState", "format_os_error"]
 
 log = logging.getLogger("exec_server.process")
 
@@ -61,6 +62,20 @@ SIGNALS = {
     "user1": signal.SIGUSR1,
     "user2": signal.SIGUSR2,
 }
+
+
+class StdinState(enum.Enum):
+    """The child's stdin as `process/write` sees it."""
+
+    NONE = "none"
+    """Not piped (stdin is /dev/null): writes are `stdinClosed`."""
+    OPEN = "open"
+    CLOSING = "closing"
+    """A write with `closeStdin` is queued: later writes are `stdinClosed`."""
+    CLOSED = "closed"
+    """Closed by the client: writes are `stdinClosed`."""
+    GONE = "gone"
+    """No reader is left: writes are `accepted` and dropped."""
 
 
 def format_os_error(exc: OSError) -> str:
@@ -160,7 +175,7 @@ class ManagedProcess:
         self._streams: dict[int, str] = {}  # open output fd -> stream name
         self._paused = False
         self._stdin_fd: int | None = None
-        self._stdin_closing = False
+        self._stdin = StdinState.NONE
         self._write_queue: deque[tuple[memoryview, bool, asyncio.Future[str]]] = deque()
         self._writer_armed = False
         self.writes = WriteLog()
@@ -253,6 +268,7 @@ class ManagedProcess:
             os.set_blocking(master, False)
             self._streams[master] = "pty"
             self._stdin_fd = master
+            self._stdin = StdinState.OPEN
         else:
             os.set_blocking(parent_fds[0], False)
             os.set_blocking(parent_fds[1], False)
@@ -260,6 +276,7 @@ class ManagedProcess:
             self._streams[parent_fds[1]] = "stderr"
             if spec.pipe_stdin:
                 self._stdin_fd = parent_fds[2]
+                self._stdin = StdinState.OPEN
                 os.set_blocking(self._stdin_fd, False)
         for fd, stream in self._streams.items():
             loop.add_reader(fd, self._on_readable, fd, stream)
@@ -325,10 +342,8 @@ class ManagedProcess:
         self._loop.remove_reader(fd)
         del self._streams[fd]
         if fd == self._stdin_fd:
-            # A pty: its master is also the stdin side.
-            self._fail_pending_writes()
-            self._loop.remove_writer(fd)
-            self._stdin_fd = None
+            # A pty: its master is also the stdin side, and nobody is left to read it.
+            self._stdin_gone()
         os.close(fd)
         if not self._streams and self._exit_pending is not None:
             self._record_exit()
@@ -434,8 +449,6 @@ class ManagedProcess:
         )
         if self._kill_tree_on_exit:
             self.kill_tree()
-        if self._stdin_fd is not None and not self.tty:
-            self._fail_pending_writes()
         self._wake()
         self._maybe_close()
 
@@ -449,7 +462,7 @@ class ManagedProcess:
                 "process/closed", ProcessClosedNotification(process_id=self.process_id, seq=seq)
             )
         )
-        self._close_stdin()
+        self._stdin_gone()
         if self._leaf is not None and CgroupManager.remove_leaf(self._leaf):
             self._leaf = None
         self._wake()
@@ -499,15 +512,19 @@ class ManagedProcess:
         """Queue ``data`` for the child's stdin; returns the status or a future of it.
 
         Writes are applied in the order of the calls. A repeated ``write_id`` returns the
-        outcome of its first use and writes nothing.
+        outcome of its first use and writes nothing. Once nobody can read stdin any more (the
+        process and its children closed it, or the process is closed), writes are
+        ``accepted`` and dropped; after the client closed stdin, or without a stdin pipe,
+        they are ``stdinClosed``.
         """
         prior = self.writes.get(write_id)
         if prior is not None:
             return prior
         outcome: asyncio.Future[str] | str
-        if self.exited and (self._stdin_fd is not None or self.tty):
-            outcome = "accepted"  # accepted and dropped: nobody will read it
-        elif self._stdin_fd is None or self._stdin_closing:
+        state = self._stdin
+        if state is StdinState.GONE:
+            outcome = "accepted"
+        elif state is not StdinState.OPEN or self._stdin_fd is None:
             outcome = "stdinClosed"
         else:
             if self.tty and close_stdin:
@@ -517,16 +534,19 @@ class ManagedProcess:
             fut: asyncio.Future[str] = self._loop.create_future()
             self._write_queue.append((memoryview(data), close_stdin, fut))
             if close_stdin:
-                self._stdin_closing = True
+                self._stdin = StdinState.CLOSING
             outcome = fut
             self._pump_stdin()
         self.writes.record(write_id, outcome)
         return outcome
 
     def _pump_stdin(self) -> None:
-        fd = self._stdin_fd
         queue = self._write_queue
-        while queue and fd is not None:
+        while queue:
+            fd = self._stdin_fd
+            if fd is None:
+                self._resolve_pending_writes()
+                return
             data, close_after, fut = queue[0]
             if data:
                 try:
@@ -535,45 +555,48 @@ class ManagedProcess:
                     n = 0
                 except OSError:
                     # The reader is gone (EPIPE, or EIO on a closed pty): accepted and dropped.
-                    self._fail_pending_writes()
+                    self._stdin_gone()
                     return
                 if n < len(data):
                     queue[0] = (data[n:], close_after, fut)
                     if not self._writer_armed:
                         self._writer_armed = True
-                        self._loop.add_writer(fd, self._on_writable)
+                        self._loop.add_writer(fd, self._pump_stdin)
                     return
             queue.popleft()
             if not fut.done():
                 fut.set_result("accepted")
             if close_after:
-                self._close_stdin()
-                fd = None
-        if self._writer_armed and self._stdin_fd is not None:
+                self._release_stdin_fd()
+                self._stdin = StdinState.CLOSED
+        self._disarm_writer()
+
+    def _disarm_writer(self) -> None:
+        if self._writer_armed:
             self._writer_armed = False
-            self._loop.remove_writer(self._stdin_fd)
+            if self._stdin_fd is not None:
+                self._loop.remove_writer(self._stdin_fd)
 
-    def _on_writable(self) -> None:
-        self._pump_stdin()
-
-    def _fail_pending_writes(self) -> None:
+    def _resolve_pending_writes(self) -> None:
         while self._write_queue:
             _, _, fut = self._write_queue.popleft()
             if not fut.done():
                 fut.set_result("accepted")
 
-    def _close_stdin(self) -> None:
-        fd = self._stdin_fd
-        if fd is None:
-            return
-        if self._writer_armed:
-            self._writer_armed = False
-            self._loop.remove_writer(fd)
-        self._fail_pending_writes()
-        self._stdin_fd = None
-        self._stdin_closing = True
-        if fd not in self._streams:  # a pty master stays open for reading
+    def _release_stdin_fd(self) -> None:
+        self._disarm_writer()
+        fd, self._stdin_fd = self._stdin_fd, None
+        if fd is not None and fd not in self._streams:  # a pty master stays open for reading
             os.close(fd)
+
+    def _stdin_gone(self) -> None:
+        """Nobody will read stdin again: pending and later writes are accepted and dropped."""
+        if self._stdin is StdinState.NONE or self._stdin is StdinState.CLOSED:
+            self._release_stdin_fd()
+            return
+        self._release_stdin_fd()
+        self._stdin = StdinState.GONE
+        self._resolve_pending_writes()
 
     # ------------------------------------------------------------------ control
 
@@ -632,8 +655,7 @@ class ManagedProcess:
             loop.remove_reader(fd)
             os.close(fd)
         self._streams.clear()
-        if self._stdin_fd is not None:
-            self._close_stdin()
+        self._stdin_gone()
         if self._pidfd >= 0:
             loop.remove_reader(self._pidfd)
             os.close(self._pidfd)

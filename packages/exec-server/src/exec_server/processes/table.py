@@ -82,7 +82,9 @@ class ProcessTable:
         try:
             cwd = parse_path_uri(p.cwd)
         except NonLocalHostError as exc:
-            raise invalid_params(str(exc)) from exc
+            raise invalid_params(
+                f"cwd URI `{p.cwd}` is not valid on this exec-server host: {exc}"
+            ) from exc
         except InvalidPathUriError as exc:
             raise invalid_params(str(exc)) from exc
         if p.process_id in self._procs:
