@@ -8,6 +8,7 @@
     ├── ConnectionLost               (client) the connection dropped and could not be recovered
     │   └── SessionLost              (client) the session is gone: expired, unknown, taken over
     ├── OutputLost                   (client) output was evicted before it could be read
+    ├── StdinClosed                  (client) a write to a process whose stdin is closed
     └── SandboxDenied                (client) the command probably failed because of the sandbox
 
 Third-party exceptions are translated at the boundary (``raise ... from exc``).
@@ -26,6 +27,7 @@ __all__ = [
     "SandboxDenied",
     "SandboxUnavailable",
     "SessionLost",
+    "StdinClosed",
     "internal_error",
     "invalid_params",
     "invalid_request",
@@ -83,6 +85,10 @@ class OutputLost(ExecServerError):
         self.process_id = process_id
         self.first_lost_seq = first_lost_seq
         self.retained_from_seq = retained_from_seq
+
+
+class StdinClosed(ExecServerError):
+    """A write to a process that has no stdin pipe, whose stdin was closed, or that is gone."""
 
 
 class SandboxDenied(ExecServerError):

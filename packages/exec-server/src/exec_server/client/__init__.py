@@ -1,0 +1,45 @@
+"""The Python client of exec-server: processes on a remote executor, over a connection that
+recovers from drops without losing or repeating a byte.
+
+Quickstart::
+
+    from exec_server.client import connect
+
+    async with connect("ws://127.0.0.1:8765") as client:
+        proc = await client.start(["sh", "-c", "echo hi"], cwd="/tmp")
+        stdout, stderr = await proc.communicate()
+"""
+
+from ..exceptions import (
+    ConnectionLost,
+    ExecServerError,
+    OutputLost,
+    RemoteError,
+    SandboxDenied,
+    SessionLost,
+    StdinClosed,
+)
+from ._backoff import Backoff
+from ._client import Client, SandboxDeniedHandler, connect
+from ._events import Event, ExitEvent, OutputEvent
+from ._process import Process
+from ._state import ClientState
+
+__all__ = [
+    "Backoff",
+    "Client",
+    "ClientState",
+    "ConnectionLost",
+    "Event",
+    "ExecServerError",
+    "ExitEvent",
+    "OutputEvent",
+    "OutputLost",
+    "Process",
+    "RemoteError",
+    "SandboxDenied",
+    "SandboxDeniedHandler",
+    "SessionLost",
+    "StdinClosed",
+    "connect",
+]

@@ -1,0 +1,710 @@
+"""The asyncio client: one connection at a time, recovered automatically when it drops.
+
+Recovery (issue 3): on a dropped connection the client reconnects with bounded exponential
+backoff under an overall deadline, sends ``initialize {resumeSessionId}``, ``initialized``,
+then re-sends every request whose response was lost (``process/write`` keeps its writeId, so
+the server writes it at most once) and a ``process/read {afterSeq}`` per live process, all in
+one pipelined batch. Each process's events are merged by seq (see ``_reassembly``) so the
+caller sees each exactly once, in order. When recovery is impossible the client FAILS: every
+pending and later operation raises the one exception that says why (:class:`SessionLost` for
+an expired, unknown or taken-over session, :class:`ConnectionLost` for a passed deadline or a
+rejected token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+import msgspec
+import pybase64
+from exec_server_protocol import METHODS, ErrorCode, ErrorObject, format_path_uri
+from exec_server_protocol.process import (
+    EnvPolicy,
+    ProcessClosedNotification,
+    ProcessExitedNotification,
+    ProcessOutputNotification,
+    PtySize,
+    ReadParams,
+    ReadResult,
+    StartParams,
+    StartResult,
+)
+from exec_server_protocol.sandbox import SandboxIntent
+from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
+from msgspec import UNSET, UnsetType
+
+from ..exceptions import ConnectionLost, RemoteError, SandboxDenied, SessionLost
+from ._backoff import Backoff
+from ._calls import Call, CallTable
+from ._events import ClosedEvent, ExitEvent, OutputEvent
+from ._process import Process
+from ._state import ClientEvent, ClientState, transition
+from ._transport import HandshakeRejected, WsConnection, open_connection
+
+__all__ = ["Client", "SandboxDeniedHandler", "connect"]
+
+log = logging.getLogger("exec_server.client")
+
+T = TypeVar("T")
+
+TAKEOVER_CLOSE_CODE = 4000
+_INITIALIZED = b'{"method":"initialized","params":{}}'
+
+SandboxDeniedHandler = Callable[[Process, SandboxDenied], Awaitable[int]]
+"""Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
+returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""
+
+
+class _Incoming(msgspec.Struct):
+    id: int | str | UnsetType | None = UNSET
+    method: str | UnsetType = UNSET
+    params: msgspec.Raw = msgspec.Raw(b"")
+    result: msgspec.Raw = msgspec.Raw(b"")
+    error: ErrorObject | UnsetType = UNSET
+
+
+_incoming = msgspec.json.Decoder(_Incoming)
+_encode = msgspec.json.Encoder().encode
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def _decode(raw: bytes | msgspec.Raw, typ: type[T]) -> T:
+    decoder = _decoders.get(typ)
+    if decoder is None:
+        decoder = _decoders[typ] = msgspec.json.Decoder(typ)
+    return decoder.decode(raw)  # type: ignore[no-any-return]  # Decoder[Any] from the cache
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen (nobody may be left waiting on it)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+class Client:
+    """A connection to an exec-server that survives drops. Make one with :func:`connect`.
+
+    Attributes:
+        session_id: the server-side session (stable across reconnects).
+        environment_info: what the server reported at ``initialize``.
+        state: CONNECTED, RECOVERING, FAILED or CLOSED.
+        failure: the exception every operation raises once the client FAILED.
+        reconnects: how many times the session was resumed on a new connection.
+        sandbox_denied_handler: see :data:`SandboxDeniedHandler`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        client_name: str = "exec-server-client",
+        reconnect_deadline: float = 30.0,
+        connect_timeout: float = 10.0,
+        request_timeout: float | None = 120.0,
+        backoff: Backoff | None = None,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float = 20.0,
+        read_page_bytes: int = 1 << 20,
+    ) -> None:
+        self.url = url
+        self.client_name = client_name
+        self.reconnect_deadline = reconnect_deadline
+        self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
+        self.read_page_bytes = read_page_bytes
+        self.session_id = ""
+        self.environment_info: EnvironmentInfo | None = None
+        self.state = ClientState.CONNECTED
+        self.failure: ConnectionLost | None = None
+        self.reconnects = 0
+        self.sandbox_denied_handler: SandboxDeniedHandler | None = None
+        self.on_notification: Callable[[str, Any], None] | None = None
+        """Called with notifications the client does not handle itself (e.g. fs ones)."""
+        self._token = token
+        self._backoff = backoff or Backoff()
+        self._ping = (ping_interval, ping_timeout)
+        self._conn: WsConnection | None = None
+        self._generation = 0
+        self._calls: CallTable[asyncio.Future[msgspec.Raw]] = CallTable()
+        self._init_call: Call[asyncio.Future[msgspec.Raw]] | None = None
+        self._processes: dict[str, Process] = {}
+        self._recovery: asyncio.Task[None] | None = None
+        self._ids = secrets.token_hex(4)
+        self._counter = 0
+        self._resumed_waiters: list[asyncio.Future[None]] = []
+        self._ready = False
+        """Whether the first handshake succeeded (only then is a drop recovered)."""
+
+    # ------------------------------------------------------------------ context
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url} session={self.session_id} {self.state.value}>"
+
+    # ------------------------------------------------------------------ handshake
+
+    async def _open(self) -> WsConnection:
+        return await open_connection(
+            self.url,
+            token=self._token,
+            on_message=self._on_message,
+            on_close=self._on_close,
+            ping_interval=self._ping[0],
+            ping_timeout=self._ping[1],
+        )
+
+    async def _connect_first(self, resume_session_id: str | None) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                conn = await self._open()
+        except HandshakeRejected as exc:
+            raise ConnectionLost(f"{self.url} refused the connection: {exc}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionLost(f"cannot connect to {self.url}: {_describe(exc)}") from exc
+        self._generation += 1
+        self._conn = conn
+        params = _encode(
+            InitializeParams(client_name=self.client_name, resume_session_id=resume_session_id)
+        )
+        call = self._submit("initialize", params, retry=False)
+        try:
+            raw = await self._wait(call, self.connect_timeout)
+        except RemoteError as exc:
+            conn.abort()
+            if resume_session_id is not None and exc.code == ErrorCode.INVALID_REQUEST:
+                raise SessionLost(f"cannot resume session: {exc.message}") from exc
+            raise
+        except BaseException:
+            conn.abort()
+            raise
+        result = _decode(raw, InitializeResult)
+        self.session_id = result.session_id
+        self.environment_info = result.environment_info
+        self._ready = True
+        with contextlib.suppress(ConnectionError):
+            conn.send(_INITIALIZED)
+
+    # ------------------------------------------------------------------ requests
+
+    def _check_usable(self) -> None:
+        if self.state is ClientState.FAILED:
+            assert self.failure is not None
+            raise self.failure
+        if self.state is ClientState.CLOSED:
+            raise ConnectionLost("the client is closed")
+
+    def _submit(self, method: str, params: bytes, *, retry: bool) -> Call[asyncio.Future[Any]]:
+        self._check_usable()
+        fut: asyncio.Future[msgspec.Raw] = asyncio.get_running_loop().create_future()
+        call = self._calls.add(method, params, fut, retry=retry)
+        conn = self._conn
+        if conn is not None:
+            frame = self._calls.send(call, self._generation)
+            # A failed send leaves the call in flight on this connection: the drop
+            # handler queues it again.
+            with contextlib.suppress(ConnectionError):
+                conn.send(frame)
+        return call
+
+    async def _wait(self, call: Call[asyncio.Future[msgspec.Raw]], limit: float | None) -> Any:
+        try:
+            async with asyncio.timeout(limit):
+                return await call.waiter
+        except TimeoutError:
+            self._calls.discard(call)
+            raise TimeoutError(f"no response to {call.method} within {limit} s") from None
+        except asyncio.CancelledError:
+            self._calls.discard(call)
+            raise
+
+    async def _request(
+        self,
+        method: str,
+        params: Any,
+        result_type: type[T],
+        *,
+        retry: bool = True,
+        extra_timeout: float = 0.0,
+    ) -> T:
+        call = self._submit(method, _encode(params), retry=retry)
+        timeout = None if self.request_timeout is None else self.request_timeout + extra_timeout
+        raw = await self._wait(call, timeout)
+        return _decode(raw, result_type)
+
+    async def call(
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        idempotent: bool = True,
+        response_timeout: float | None = None,
+    ) -> Any:
+        """Send any request and return its result.
+
+        Args:
+            method: e.g. ``"fs/readFile"``.
+            params: a dict or a protocol params struct (None sends ``null``).
+            idempotent: whether it is safe to send again after a reconnect when its response
+                was lost; if False such a call raises :class:`ConnectionLost` instead.
+            response_timeout: seconds to wait for the response (default: the client's
+                ``request_timeout``).
+
+        Returns:
+            The protocol result struct for methods in the registry, else the decoded JSON.
+
+        Raises:
+            RemoteError: the server answered with an error.
+            ConnectionLost, SessionLost: the connection could not be recovered.
+            TimeoutError: no response in time.
+        """
+        call = self._submit(method, _encode(params), retry=idempotent)
+        limit = self.request_timeout if response_timeout is None else response_timeout
+        raw = await self._wait(call, limit)
+        spec = METHODS.get(method)
+        if spec is None:
+            return msgspec.json.decode(raw)
+        return _decode(raw, spec.result)
+
+    async def read(
+        self,
+        process_id: str,
+        *,
+        after_seq: int = 0,
+        max_bytes: int | None = None,
+        wait_ms: int = 0,
+    ) -> ReadResult:
+        """Raw ``process/read`` long poll (it does not feed the :class:`Process` handles)."""
+        return await self._request(
+            "process/read",
+            ReadParams(
+                process_id=process_id, after_seq=after_seq, max_bytes=max_bytes, wait_ms=wait_ms
+            ),
+            ReadResult,
+            extra_timeout=wait_ms / 1000,
+        )
+
+    async def environment(self) -> EnvironmentInfo:
+        """``environment/info``."""
+        result: EnvironmentInfo = await self.call("environment/info")
+        return result
+
+    # ------------------------------------------------------------------ processes
+
+    async def start(
+        self,
+        argv: list[str],
+        *,
+        cwd: str,
+        env: dict[str, str] | None = None,
+        tty: bool = False,
+        pipe_stdin: bool = False,
+        arg0: str | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        pty_size: tuple[int, int] | None = None,
+        process_id: str | None = None,
+    ) -> Process:
+        """Start a process (``process/start``).
+
+        Args:
+            argv: the command; ``argv[0]`` is looked up on the server's PATH.
+            cwd: working directory, a native absolute path or a ``file:`` URI.
+            env: the child's environment (exactly this unless ``env_policy`` is given).
+            tty: run it on a pseudo-terminal (output stream ``"pty"``).
+            pipe_stdin: give a non-tty process a stdin pipe (else stdin is /dev/null).
+            arg0: what the child sees as argv[0].
+            env_policy: build the environment from the server's (PROTOCOL.md §4).
+            sandbox: the sandbox intent (PROTOCOL.md §8).
+            pty_size: (rows, cols) of the terminal.
+            process_id: defaults to a fresh unique id.
+
+        Raises:
+            RemoteError: the server refused (bad argv, missing program, duplicate id, ...).
+        """
+        if process_id is None:
+            self._counter += 1
+            process_id = f"p-{self._ids}-{self._counter}"
+        if process_id in self._processes:
+            raise ValueError(f"process {process_id} is already known to this client")
+        params = StartParams(
+            process_id=process_id,
+            argv=list(argv),
+            cwd=cwd if cwd.lower().startswith("file:") else format_path_uri(cwd),
+            env=dict(env or {}),
+            tty=tty,
+            pipe_stdin=pipe_stdin,
+            arg0=arg0,
+            env_policy=env_policy,
+            sandbox=sandbox,
+            pty_size=PtySize(rows=pty_size[0], cols=pty_size[1]) if pty_size else None,
+        )
+        # Registered first: its notifications may race the response (the reference's do).
+        proc = Process(self, process_id)
+        self._processes[process_id] = proc
+        call = self._submit("process/start", _encode(params), retry=True)
+        try:
+            raw = await self._wait(call, self.request_timeout)
+        except RemoteError as exc:
+            already = f"process {process_id} already exists"
+            retried = call.attempts > 1 and exc.code == ErrorCode.INVALID_REQUEST
+            if retried and exc.message == already:
+                # Our first attempt reached the server; its response was lost in a drop.
+                return proc
+            self._forget(proc)
+            raise
+        except BaseException:
+            self._forget(proc)
+            raise
+        proc.sandbox_type = _decode(raw, StartResult).sandbox_type
+        return proc
+
+    def attach(self, process_id: str, *, after_seq: int = 0) -> Process:
+        """A handle for a process started earlier in this session (e.g. by a client that ran
+        before this one resumed the session); its events after ``after_seq`` are fetched."""
+        if process_id in self._processes:
+            raise ValueError(f"process {process_id} is already known to this client")
+        self._check_usable()
+        proc = Process(self, process_id, after_seq=after_seq)
+        self._processes[process_id] = proc
+        proc._ensure_catch_up()
+        return proc
+
+    def _forget(self, proc: Process) -> None:
+        if self._processes.get(proc.process_id) is proc:
+            del self._processes[proc.process_id]
+
+    # ------------------------------------------------------------------ inbound
+
+    def _on_message(self, conn: WsConnection, data: bytes) -> None:
+        if conn is not self._conn:
+            return
+        try:
+            msg = _incoming.decode(data)
+        except msgspec.DecodeError:
+            log.warning("undecodable message from the server: %.200r", data)
+            return
+        if not isinstance(msg.method, UnsetType):
+            if isinstance(msg.id, UnsetType):
+                self._on_notification(msg.method, msg.params)
+            return
+        call = self._calls.resolve(msg.id)
+        if call is None:
+            if msg.id == -1 and not isinstance(msg.error, UnsetType):
+                log.warning("server could not parse a request: %s", msg.error.message)
+            return
+        fut = call.waiter
+        if call is self._init_call:
+            self._on_resume_answer(msg)
+        if fut.done():
+            return
+        if isinstance(msg.error, UnsetType):
+            fut.set_result(msg.result)
+        else:
+            fut.set_exception(RemoteError(msg.error.code, msg.error.message))
+
+    def _on_notification(self, method: str, params: msgspec.Raw) -> None:
+        try:
+            if method == "process/output":
+                out = _decode(params, ProcessOutputNotification)
+                proc = self._processes.get(out.process_id)
+                if proc is not None:
+                    proc._push(OutputEvent(out.seq, out.stream, pybase64.b64decode(out.chunk)))
+            elif method == "process/exited":
+                ex = _decode(params, ProcessExitedNotification)
+                proc = self._processes.get(ex.process_id)
+                if proc is not None:
+                    proc._push(
+                        ExitEvent(
+                            ex.seq, ex.exit_code, ex.sandbox_denied, ex.signal, ex.resource_usage
+                        )
+                    )
+            elif method == "process/closed":
+                cl = _decode(params, ProcessClosedNotification)
+                proc = self._processes.get(cl.process_id)
+                if proc is not None:
+                    proc._push(ClosedEvent(cl.seq))
+            elif self.on_notification is not None:
+                self.on_notification(method, msgspec.json.decode(params) if params else None)
+        except (msgspec.DecodeError, ValueError) as exc:
+            log.warning("bad %s notification from the server: %s", method, exc)
+
+    # ------------------------------------------------------------------ drops and recovery
+
+    def _on_close(self, conn: WsConnection, why: str) -> None:
+        if conn is not self._conn:
+            return
+        self._conn = None
+        init = self._init_call
+        for call in self._calls.connection_lost(self._generation):
+            if call is init:
+                continue
+            if not call.waiter.done():
+                call.waiter.set_exception(
+                    ConnectionLost(
+                        f"connection lost before the response to {call.method} arrived; it "
+                        f"may or may not have taken effect ({why})"
+                    )
+                )
+        if init is not None:
+            self._init_call = None
+            if not init.waiter.done():
+                init.waiter.set_exception(ConnectionError(why))
+                _retrieve(init.waiter)
+        if not self._ready or self.state in (ClientState.FAILED, ClientState.CLOSED):
+            return
+        if conn.close_code == TAKEOVER_CLOSE_CODE:
+            self._give_up(
+                SessionLost(f"session {self.session_id} was resumed by another connection ({why})")
+            )
+            return
+        if self.state is ClientState.CONNECTED:
+            log.info("connection to %s lost (%s): recovering", self.url, why)
+            self.state = transition(self.state, ClientEvent.DROP)
+            for proc in list(self._processes.values()):
+                proc._ensure_catch_up()
+            self._recovery = asyncio.ensure_future(self._recover(why))
+
+    async def _recover(self, why: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.reconnect_deadline
+        self._backoff.reset()
+        last = why
+        while self.state is ClientState.RECOVERING:
+            delay = self._backoff.next_delay()
+            if loop.time() + delay >= deadline:
+                self._give_up(
+                    ConnectionLost(
+                        f"could not reconnect to {self.url} within {self.reconnect_deadline} s "
+                        f"(last error: {last})"
+                    )
+                )
+                return
+            if delay:
+                await asyncio.sleep(delay)
+            budget = min(self.connect_timeout, deadline - loop.time())
+            try:
+                async with asyncio.timeout(budget):
+                    conn = await self._open()
+            except HandshakeRejected as exc:
+                if exc.status in (401, 403):
+                    self._give_up(
+                        ConnectionLost(f"{self.url} rejected the credentials on reconnect: {exc}")
+                    )
+                    return
+                last = str(exc)
+                continue
+            except (OSError, TimeoutError) as exc:
+                last = _describe(exc)
+                continue
+            if self.state is not ClientState.RECOVERING:
+                conn.abort()
+                return
+            self._generation += 1
+            self._conn = conn
+            params = _encode(
+                InitializeParams(client_name=self.client_name, resume_session_id=self.session_id)
+            )
+            fut: asyncio.Future[msgspec.Raw] = loop.create_future()
+            init = self._calls.add("initialize", params, fut, retry=False)
+            self._init_call = init
+            # One pipelined batch: the server handles them in order, and if the resume
+            # fails the client gives up before it looks at any later answer.
+            frames = [self._calls.send(init, self._generation), _INITIALIZED]
+            frames += self._calls.flush(self._generation)
+            with contextlib.suppress(ConnectionError):
+                conn.send_many(frames)
+            try:
+                async with asyncio.timeout(min(self.connect_timeout, deadline - loop.time())):
+                    await fut
+            except (ConnectionError, TimeoutError, RemoteError) as exc:
+                _retrieve(fut)
+                if self.state is not ClientState.RECOVERING:
+                    return
+                last = _describe(exc)
+                if self._conn is conn:
+                    conn.abort()
+                continue
+            return
+
+    def _on_resume_answer(self, msg: _Incoming) -> None:
+        """The answer to a resuming ``initialize``; handled before any later frame."""
+        self._init_call = None
+        if not isinstance(msg.error, UnsetType):
+            err = msg.error
+            if err.code == ErrorCode.INVALID_REQUEST and "unknown session" in err.message:
+                self._give_up(
+                    SessionLost(
+                        f"session {self.session_id} is gone (expired or unknown to the "
+                        f"server): {err.message}"
+                    )
+                )
+            else:
+                self._give_up(
+                    ConnectionLost(f"the server refused to resume the session: {err.message}")
+                )
+            return
+        self.state = transition(self.state, ClientEvent.RESUMED)
+        self.reconnects += 1
+        self._backoff.reset()
+        log.info("session %s resumed", self.session_id)
+        waiters, self._resumed_waiters = self._resumed_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _give_up(self, exc: ConnectionLost) -> None:
+        if self.state in (ClientState.FAILED, ClientState.CLOSED):
+            return
+        log.warning("client failed: %s", exc)
+        self.state = transition(self.state, ClientEvent.GIVE_UP)
+        self.failure = exc
+        self._fail_everything(exc)
+
+    def _fail_everything(self, exc: ConnectionLost) -> None:
+        self._init_call = None
+        for call in self._calls.drain():
+            if not call.waiter.done():
+                call.waiter.set_exception(exc)
+                if call.method == "initialize":
+                    _retrieve(call.waiter)
+        for proc in list(self._processes.values()):
+            proc._fail(exc)
+        for waiter in self._resumed_waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
+                _retrieve(waiter)
+        self._resumed_waiters = []
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+
+    async def wait_connected(self) -> None:
+        """Wait until the client is CONNECTED (at once if it is). Recovery is bounded by
+        ``reconnect_deadline``, so this is too.
+
+        Raises:
+            ConnectionLost, SessionLost: recovery failed (or the client is closed).
+        """
+        self._check_usable()
+        if self.state is ClientState.CONNECTED:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._resumed_waiters.append(fut)
+        await fut
+
+    def drop_connection(self) -> None:
+        """Abort the current TCP connection (for tests and benchmarks): recovery starts."""
+        if self._conn is not None:
+            self._conn.abort()
+
+    # ------------------------------------------------------------------ close
+
+    async def aclose(self) -> None:
+        """Close the connection. The server keeps the session's processes running until its
+        TTL passes (resume with ``connect(url, resume_session_id=client.session_id)``);
+        pending and later operations raise :class:`ConnectionLost`."""
+        if self.state in (ClientState.CLOSED, ClientState.FAILED):
+            return
+        self.state = transition(self.state, ClientEvent.CLOSE)
+        conn, self._conn = self._conn, None
+        self._fail_everything(ConnectionLost("the client is closed"))
+        if self._recovery is not None and not self._recovery.done():
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
+        for proc in self._processes.values():
+            proc._cancel_catch_up()
+        if conn is not None:
+            conn.close(1000, "client closed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await conn.lost
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class _Connect:
+    """``await connect(...)`` or ``async with connect(...) as client``."""
+
+    def __init__(self, client: Client, resume_session_id: str | None) -> None:
+        self._client = client
+        self._resume = resume_session_id
+
+    def __await__(self) -> Generator[Any, None, Client]:
+        return self._go().__await__()
+
+    async def _go(self) -> Client:
+        await self._client._connect_first(self._resume)
+        return self._client
+
+    async def __aenter__(self) -> Client:
+        return await self._go()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+
+
+def connect(
+    url: str,
+    *,
+    token: str | None = None,
+    client_name: str = "exec-server-client",
+    resume_session_id: str | None = None,
+    reconnect_deadline: float = 30.0,
+    connect_timeout: float = 10.0,
+    request_timeout: float | None = 120.0,
+    backoff: Backoff | None = None,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float = 20.0,
+    read_page_bytes: int = 1 << 20,
+) -> _Connect:
+    """Connect to an exec-server and complete the handshake.
+
+    Use as ``client = await connect(url)`` or ``async with connect(url) as client``.
+
+    Args:
+        url: ``ws://host:port``.
+        token: sent as ``Authorization: Bearer <token>``.
+        client_name: the ``clientName`` of ``initialize``.
+        resume_session_id: resume this session instead of creating one.
+        reconnect_deadline: after a drop, give up (:class:`ConnectionLost`) when no resume
+            succeeded within this many seconds.
+        connect_timeout: bound of each connection attempt and handshake.
+        request_timeout: bound of each request (a long poll gets its ``waitMs`` on top);
+            None waits for as long as the connection lives.
+        backoff: delays between reconnect attempts (seed its ``rng`` for determinism).
+        ping_interval, ping_timeout: keepalive; a silent connection is dropped after their sum.
+        read_page_bytes: ``maxBytes`` of the catch-up reads after a reconnect.
+
+    Raises:
+        ConnectionLost: the server cannot be reached or refused the credentials.
+        SessionLost: ``resume_session_id`` is unknown to the server.
+    """
+    client = Client(
+        url,
+        token=token,
+        client_name=client_name,
+        reconnect_deadline=reconnect_deadline,
+        connect_timeout=connect_timeout,
+        request_timeout=request_timeout,
+        backoff=backoff,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        read_page_bytes=read_page_bytes,
+    )
+    return _Connect(client, resume_session_id)
