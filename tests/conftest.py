@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-
 from exec_server.testing import RawClient, ServerProcess
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[ServerProcess]:
+    """A real server; the test fails if the server logged a traceback."""
     async with ServerProcess() as s:
         yield s
+    assert b"Traceback" not in s.stderr, s.stderr.decode(errors="replace")[-4000:]
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
@@ -19,3 +21,13 @@ def start_params(process_id: str, argv: list[str], **extra: Any) -> dict[str, An
     }
     params.update(extra)
     return params
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    """Wait until ``predicate()`` is true, for state only the OS can tell (files, /proc).
+
+    Polls every 10 ms under a deadline; nothing the test controls is waited on this way.
+    """
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - OS state has no event to wait on
+            await asyncio.sleep(0.01)

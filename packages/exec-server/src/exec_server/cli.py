@@ -22,7 +22,17 @@ from .transport.stdio import serve_stdio
 
 __all__ = ["build_parser", "main"]
 
-_EXTRA_KEYS = ("session_id", "process_id", "pid", "exit_code", "signal", "client", "argv0", "tty", "sandbox")
+_EXTRA_KEYS = (
+    "session_id",
+    "process_id",
+    "pid",
+    "exit_code",
+    "signal",
+    "client",
+    "argv0",
+    "tty",
+    "sandbox",
+)
 
 
 class _Formatter(logging.Formatter):
@@ -90,9 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="how clients authenticate the upgrade (Authorization: Bearer <token>)",
     )
-    auth.add_argument("--ws-token-file", metavar="FILE", help="capability token (trailing newline trimmed)")
+    auth.add_argument(
+        "--ws-token-file", metavar="FILE", help="capability token (trailing newline trimmed)"
+    )
     auth.add_argument("--ws-token-sha256", metavar="HEX", help="SHA-256 of the capability token")
-    auth.add_argument("--ws-shared-secret-file", metavar="FILE", help="HS256 secret for signed tokens")
+    auth.add_argument(
+        "--ws-shared-secret-file", metavar="FILE", help="HS256 secret for signed tokens"
+    )
     auth.add_argument("--ws-issuer", help="required `iss` claim of signed tokens")
     auth.add_argument("--ws-audience", help="required `aud` claim of signed tokens")
     auth.add_argument(
@@ -132,8 +146,13 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
     server.install_child_reaper()
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(sig, request_stop)
     try:
         if args.listen in ("stdio", "stdio://"):
             serving = asyncio.ensure_future(
@@ -147,7 +166,10 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
         else:
             url = urlsplit(args.listen)
             if url.scheme != "ws" or url.hostname is None:
-                print(f"exec-server: --listen must be ws://IP:PORT or stdio, got {args.listen!r}", file=sys.stderr)
+                print(
+                    f"exec-server: --listen must be ws://IP:PORT or stdio, got {args.listen!r}",
+                    file=sys.stderr,
+                )
                 return 2
             host, port = await server.listen_websocket(url.hostname, url.port or 0)
             shown = f"[{host}]" if ":" in host else host

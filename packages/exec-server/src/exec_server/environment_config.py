@@ -16,4 +16,6 @@ __all__ = ["read_environment_config"]
 
 
 def read_environment_config(_: Any) -> NoReturn:
-    raise RpcError(ErrorCode.METHOD_NOT_FOUND, "exec-server does not implement `environmentConfig/read`")
+    raise RpcError(
+        ErrorCode.METHOD_NOT_FOUND, "exec-server does not implement `environmentConfig/read`"
+    )

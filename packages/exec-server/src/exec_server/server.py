@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pybase64
-
 from exec_server_protocol import EmptyResult, encode_notification, encode_result
 from exec_server_protocol.process import (
     ReadParams,
@@ -242,7 +241,9 @@ class Server:
         policy = HttpPolicy(
             max_message_size=self.config.max_message_size, authenticate=self.config.authenticate
         )
-        server = await serve_websocket(host, port, policy, lambda sink: ClientConnection(self, sink))
+        server = await serve_websocket(
+            host, port, policy, lambda sink: ClientConnection(self, sink)
+        )
         self._listeners.append(server)
         sockname = server.sockets[0].getsockname()
         return sockname[0], sockname[1]
@@ -287,9 +288,7 @@ class Server:
     def initialize(self, conn: ClientConnection, p: InitializeParams) -> InitializeResult:
         if p.resume_session_id is not None:
             try:
-                record, previous = self.registry.resume(
-                    p.resume_session_id, conn, time.monotonic()
-                )
+                record, previous = self.registry.resume(p.resume_session_id, conn, time.monotonic())
             except UnknownSession:
                 self._schedule_expiry()
                 raise invalid_request(f"unknown session id {p.resume_session_id}") from None
@@ -304,9 +303,7 @@ class Server:
             record = self.registry.create(conn)
             runtime = SessionRuntime(self, record)
             self.runtimes[record.id] = runtime
-            log.info(
-                "session created", extra={"session_id": record.id, "client": p.client_name}
-            )
+            log.info("session created", extra={"session_id": record.id, "client": p.client_name})
         runtime.connection = conn
         conn.session = runtime
         conn.peer.initialize_succeeded()
@@ -435,5 +432,3 @@ HANDLERS: dict[str, Handler] = {
     "fs/close": _fs("close"),
     "fs/watchMissing": _fs("watch_missing"),
 }
-
-

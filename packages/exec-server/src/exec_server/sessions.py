@@ -83,7 +83,9 @@ class SessionRecord(Generic[C]):
         try:
             self.state = _TRANSITIONS[(self.state, event)]
         except KeyError:
-            raise IllegalTransition(f"session {self.id}: {event.value} in {self.state.value}") from None
+            raise IllegalTransition(
+                f"session {self.id}: {event.value} in {self.state.value}"
+            ) from None
 
 
 class SessionRegistry(Generic[C]):
@@ -118,7 +120,9 @@ class SessionRegistry(Generic[C]):
         self._sessions[record.id] = record
         return record
 
-    def resume(self, session_id: str, connection: C, now: float) -> tuple[SessionRecord[C], C | None]:
+    def resume(
+        self, session_id: str, connection: C, now: float
+    ) -> tuple[SessionRecord[C], C | None]:
         """Attach ``connection`` to a live session.
 
         Returns:
@@ -130,7 +134,11 @@ class SessionRegistry(Generic[C]):
         record = self._sessions.get(session_id)
         if record is None:
             raise UnknownSession(session_id)
-        if record.state is SessionState.DETACHED and record.deadline is not None and now >= record.deadline:
+        if (
+            record.state is SessionState.DETACHED
+            and record.deadline is not None
+            and now >= record.deadline
+        ):
             self.expire(record)
             raise UnknownSession(session_id)
         previous = record.connection if record.state is SessionState.ATTACHED else None

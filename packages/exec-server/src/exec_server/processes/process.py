@@ -11,6 +11,7 @@ path); everything else uses the protocol structs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import errno
 import fcntl
@@ -27,7 +28,6 @@ from typing import Any
 
 import orjson
 import pybase64
-
 from exec_server_protocol import encode_notification
 from exec_server_protocol.process import (
     OutputChunk,
@@ -208,7 +208,9 @@ class ManagedProcess:
                 master, slave = os.openpty()
                 parent_fds.append(master)
                 child_fds.append(slave)
-                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", spec.rows, spec.cols, 0, 0))
+                fcntl.ioctl(
+                    slave, termios.TIOCSWINSZ, struct.pack("HHHH", spec.rows, spec.cols, 0, 0)
+                )
                 user_preexec = spec.preexec_fn
                 if user_preexec is None:
                     preexec: Callable[[], None] = _set_ctty
@@ -228,10 +230,9 @@ class ManagedProcess:
                 parent_fds += [out_r, err_r]
                 child_fds += [out_w, err_w]
                 for fd in (out_r, err_r):
-                    try:
+                    # Capped by pipe-max-size or the per-user pipe quota: then keep 64 KiB.
+                    with contextlib.suppress(OSError):
                         fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-                    except OSError:
-                        pass  # capped by pipe-max-size or the per-user pipe quota: keep 64 KiB
                 if spec.pipe_stdin:
                     in_r, in_w = os.pipe2(os.O_CLOEXEC)
                     parent_fds.append(in_w)
@@ -340,10 +341,10 @@ class ManagedProcess:
 
     def _on_eof(self, fd: int) -> None:
         self._loop.remove_reader(fd)
-        del self._streams[fd]
         if fd == self._stdin_fd:
             # A pty: its master is also the stdin side, and nobody is left to read it.
             self._stdin_gone()
+        del self._streams[fd]
         os.close(fd)
         if not self._streams and self._exit_pending is not None:
             self._record_exit()
@@ -625,10 +626,8 @@ class ManagedProcess:
             return
         if not self.exited:
             kill_descendants(self.pid)
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
 
     def terminate(self) -> bool:
         """Kill the whole tree; returns whether the process itself was still running."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -11,7 +12,6 @@ from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_p
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
 
 from ..exceptions import (
-    RpcError,
     SandboxUnavailable,
     internal_error,
     invalid_params,
@@ -226,11 +226,7 @@ class ProcessTable:
         for proc in procs:
             if not proc.is_reaped():
                 # Reap now that it is dead, so no zombie outlives the session.
-                try:
+                with contextlib.suppress(ChildProcessError):
                     os.waitpid(proc.pid, 0)
-                except ChildProcessError:
-                    pass
             self._config.live_pids.discard(proc.pid)
             proc.release()
-
-

@@ -70,7 +70,9 @@ class RawClient:
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
 
-    async def request_raw(self, method: str, params: Any = None, *, id: Any = None, timeout: float = 30) -> dict[str, Any]:
+    async def request_raw(
+        self, method: str, params: Any = None, *, id: Any = None, timeout: float = 30
+    ) -> dict[str, Any]:
         """Send a request and return the whole response object."""
         rid = next(self._ids) if id is None else id
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -94,7 +96,9 @@ class RawClient:
             msg["params"] = params
         await self.ws.send(orjson.dumps(msg).decode())
 
-    async def handshake(self, *, resume: str | None = None, client_name: str = "test") -> dict[str, Any]:
+    async def handshake(
+        self, *, resume: str | None = None, client_name: str = "test"
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"clientName": client_name}
         if resume is not None:
             params["resumeSessionId"] = resume
@@ -103,14 +107,19 @@ class RawClient:
         self.session_id = result["sessionId"]
         return result  # type: ignore[no-any-return]
 
-    async def next_notification(self, method: str | None = None, process_id: str | None = None, *, timeout: float = 30) -> dict[str, Any]:
+    async def next_notification(
+        self, method: str | None = None, process_id: str | None = None, *, timeout: float = 30
+    ) -> dict[str, Any]:
         """Pop the first queued notification matching ``method``/``process_id`` (waiting)."""
         async with asyncio.timeout(timeout):
             while True:
                 for i, msg in enumerate(self.notifications):
                     if method is not None and msg["method"] != method:
                         continue
-                    if process_id is not None and msg.get("params", {}).get("processId") != process_id:
+                    if (
+                        process_id is not None
+                        and msg.get("params", {}).get("processId") != process_id
+                    ):
                         continue
                     del self.notifications[i]
                     return msg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -14,7 +15,9 @@ __all__ = ["ServerProcess"]
 class ServerProcess:
     """``async with ServerProcess(*extra_args) as s: s.url``; stderr is kept in ``s.stderr``."""
 
-    def __init__(self, *args: str, command: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, command: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.command = command or [sys.executable, "-m", "exec_server"]
         self.args = list(args)
         self.env = env
@@ -39,7 +42,8 @@ class ServerProcess:
             stdin=asyncio.subprocess.DEVNULL,
             env=self.env,
         )
-        assert self.proc.stdout is not None and self.proc.stderr is not None
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
         self._stderr_task = asyncio.ensure_future(self._drain(self.proc.stderr))
         async with asyncio.timeout(30):
             line = await self.proc.stdout.readline()
@@ -64,10 +68,8 @@ class ServerProcess:
         if proc is None:
             return 0
         if proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 async with asyncio.timeout(20):
                     await proc.wait()

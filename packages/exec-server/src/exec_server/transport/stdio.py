@@ -47,7 +47,9 @@ async def serve_stdio(
     conn = StdioConnection(max_message_size)
     handler = make_handler(conn)
     reader = asyncio.StreamReader(limit=max_message_size + 1)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", 0))
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", 0)
+    )
     try:
         while not conn.closed:
             try:

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -63,7 +63,9 @@ def _response(status: int, reason: str, body: bytes = b"", head_only: bool = Fal
 class WebSocketConnection(asyncio.Protocol):
     """One accepted TCP connection: first HTTP, then (maybe) WebSocket."""
 
-    def __init__(self, policy: HttpPolicy, make_handler: Callable[[WebSocketConnection], MessageHandler]) -> None:
+    def __init__(
+        self, policy: HttpPolicy, make_handler: Callable[[WebSocketConnection], MessageHandler]
+    ) -> None:
         self._policy = policy
         self._make_handler = make_handler
         self._transport: asyncio.Transport | None = None
@@ -153,7 +155,9 @@ class WebSocketConnection(asyncio.Protocol):
             self._http_reply(_response(200, "OK", head_only=method == "HEAD"))
             return
         if path != "/" or method != "GET":
-            self._http_reply(_response(404, "Not Found", b"not found\n", head_only=method == "HEAD"))
+            self._http_reply(
+                _response(404, "Not Found", b"not found\n", head_only=method == "HEAD")
+            )
             return
         if self._policy.authenticate is not None:
             problem = self._policy.authenticate(headers.get("Authorization"))
@@ -180,16 +184,16 @@ class WebSocketConnection(asyncio.Protocol):
         events = proto.events_received()
         self._flush()
         for frame in events:
-            if isinstance(frame, Request):  # pragma: no cover - only during the handshake
+            if not isinstance(frame, Frame):  # pragma: no cover - only during the handshake
                 continue
             opcode = frame.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if frame.fin:
-                    self._deliver(frame.data)
+                    self._deliver(bytes(frame.data))
                 else:
-                    self._fragments = [frame.data]
+                    self._fragments = [bytes(frame.data)]
             elif opcode is Opcode.CONT:
-                self._fragments.append(frame.data)
+                self._fragments.append(bytes(frame.data))
                 if frame.fin:
                     data = b"".join(self._fragments)
                     self._fragments = []

@@ -1,0 +1,126 @@
+"""Whole-tree kill on terminate and shutdown, and no zombies (PROTOCOL.md §6 [ours])."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import psutil
+from exec_server.testing import RawClient, ServerProcess
+
+from tests.support import start_params, wait_until
+
+# A parent that starts: a plain background child, a setsid'd grandchild and a double-forked
+# daemon (its intermediate exits at once); each writes its pid to a file and sleeps.
+TREE = """
+sleep 300 & echo $! > {d}/plain
+setsid sh -c 'echo $$ > {d}/setsid; exec sleep 300' &
+sh -c 'setsid sh -c "echo \\$\\$ > {d}/daemon; exec sleep 300" & exit 0'
+echo ready
+wait
+"""
+
+
+def written(path: Path) -> bool:
+    return path.exists() and bool(path.read_text().strip())
+
+
+async def wait_for_pids(d: Path) -> list[int]:
+    files = [d / n for n in ("plain", "setsid", "daemon")]
+    await wait_until(lambda: all(written(f) for f in files))
+    return [int(f.read_text()) for f in files]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def wait_gone(pids: list[int]) -> None:
+    await wait_until(lambda: not any(alive(p) for p in pids))
+
+
+def zombies_of(pid: int) -> list[int]:
+    return [c.pid for c in psutil.Process(pid).children() if c.status() == psutil.STATUS_ZOMBIE]
+
+
+async def test_terminate_kills_setsid_and_double_forked_descendants(
+    server: ServerProcess, client: RawClient, tmp_path: Path
+) -> None:
+    await client.call("process/start", start_params("tree", ["sh", "-c", TREE.format(d=tmp_path)]))
+    pids = await wait_for_pids(tmp_path)
+    assert all(alive(p) for p in pids)
+    assert await client.call("process/terminate", {"processId": "tree"}) == {"running": True}
+    await wait_gone(pids)
+    await client.collect("tree")
+    await wait_until(lambda: not zombies_of(server.pid))
+
+
+async def test_terminate_after_exit_still_kills_background_children(
+    client: RawClient, tmp_path: Path
+) -> None:
+    script = f"setsid sh -c 'echo $$ > {tmp_path}/setsid; exec sleep 300' >/dev/null 2>&1 &"
+    await client.call("process/start", start_params("bg", ["sh", "-c", script]))
+    await client.collect("bg")
+    await wait_until(lambda: written(tmp_path / "setsid"))
+    orphan = int((tmp_path / "setsid").read_text())
+    assert alive(orphan)
+    assert await client.call("process/terminate", {"processId": "bg"}) == {"running": False}
+    await wait_gone([orphan])
+
+
+async def test_server_shutdown_kills_every_process_it_started(tmp_path: Path) -> None:
+    s = ServerProcess()
+    await s.start()
+    c = await RawClient.connect(s.url)
+    await c.handshake()
+    await c.call("process/start", start_params("tree", ["sh", "-c", TREE.format(d=tmp_path)]))
+    pids = await wait_for_pids(tmp_path)
+    assert await s.stop(signal.SIGTERM) == 0
+    await wait_gone(pids)
+    assert b"Traceback" not in s.stderr
+
+
+async def test_sigint_shuts_down_cleanly_too(tmp_path: Path) -> None:
+    s = ServerProcess()
+    await s.start()
+    c = await RawClient.connect(s.url)
+    await c.handshake()
+    await c.call(
+        "process/start",
+        start_params("s", ["sh", "-c", f"echo $$ > {tmp_path}/plain; exec sleep 300"]),
+    )
+    await wait_until(lambda: written(tmp_path / "plain"))
+    pid = int((tmp_path / "plain").read_text())
+    assert await s.stop(signal.SIGINT) == 0
+    await wait_gone([pid])
+
+
+async def test_many_short_processes_leave_no_zombies_or_fds(
+    server: ServerProcess, client: RawClient
+) -> None:
+    proc = psutil.Process(server.pid)
+    await client.call("process/start", start_params("warm", ["true"]))
+    await client.collect("warm")
+    fds_before = proc.num_fds()
+    for i in range(100):
+        await client.call(
+            "process/start", start_params(f"p{i}", ["sh", "-c", "true & true"], tty=i % 2 == 0)
+        )
+    for i in range(100):
+        await client.collect(f"p{i}")
+    await wait_until(lambda: not zombies_of(server.pid))
+    # Closed processes release their pipes/ptys and pidfds at once.
+    assert proc.num_fds() <= fds_before + 2
+
+
+async def test_the_server_survives_when_a_child_closes_its_outputs_early(client: RawClient) -> None:
+    await client.call(
+        "process/start", start_params("c", ["sh", "-c", "exec >&- 2>&-; sleep 0.2; exit 4"])
+    )
+    result = await client.collect("c")
+    assert result["exit"]["exitCode"] == 4
+    assert os.getpid() > 0
