@@ -85,7 +85,10 @@ def prepare_spawn(
     executable = argv[0] if arg0 is not None else None
     policy = compile_policy(intent, cwd=cwd, env=env)
     if policy is None:
-        return SandboxPlan(child_argv, executable, env, None, (), False, "none")
+        # Like the reference, any sandbox object (even one asking for nothing) reports
+        # linuxSeccomp; only a missing one reports none.
+        sandbox_type: SandboxType = "none" if intent is None else "linuxSeccomp"
+        return SandboxPlan(child_argv, executable, env, None, (), False, sandbox_type)
     mounts_needed = bool(policy.read_only)
     problem = missing_for(mounts=mounts_needed)
     if problem is not None:
