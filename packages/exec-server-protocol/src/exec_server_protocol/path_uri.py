@@ -73,6 +73,8 @@ def parse_path_uri(uri: str) -> str:
             path = "/"
     elif rest.startswith("/"):
         path = rest
+    elif not rest:
+        path = "/"  # `file:` alone names the root, as in the reference
     else:
         raise InvalidPathUriError("invalid URI: relative URL without a base")
     try:
