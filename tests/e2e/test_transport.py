@@ -16,7 +16,7 @@ from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.support import start_params, wait_until
+from tests.support import start_params
 
 
 async def http(url: str, request: bytes) -> tuple[int, bytes]:
@@ -116,8 +116,7 @@ async def test_frames_that_are_not_one_json_rpc_object_get_minus_one_and_the_con
     client: RawClient, frame: str
 ) -> None:
     await client.send_raw(frame)
-    await wait_until(lambda: bool(client.unmatched))
-    err = client.unmatched.popleft()
+    err = await client.next_unmatched(timeout=10)
     assert err["id"] == -1
     assert err["error"]["code"] == -32600
     assert err["error"]["message"].startswith("failed to parse")
@@ -126,8 +125,7 @@ async def test_frames_that_are_not_one_json_rpc_object_get_minus_one_and_the_con
 
 async def test_binary_frames_carrying_json_are_read_like_text(client: RawClient) -> None:
     await client.ws.send(b'{"id":"bin","method":"environment/info"}')
-    await wait_until(lambda: bool(client.unmatched))
-    resp = client.unmatched.popleft()
+    resp = await client.next_unmatched(timeout=10)
     assert resp["id"] == "bin" and "result" in resp
 
 

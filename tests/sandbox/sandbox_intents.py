@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from exec_server_protocol import decode_params
 from exec_server_protocol.sandbox import SandboxIntent
 
 PROTECTED = (".git", ".agents", ".codex", ".aws")
@@ -49,4 +50,4 @@ def workspace_write(root: Path, *, subpaths: bool = True) -> dict[str, Any]:
 
 def decode(raw: dict[str, Any]) -> SandboxIntent:
     """Through the wire codec, as the server would receive it."""
-    return msgspec.json.decode(msgspec.json.encode(raw), type=SandboxIntent)
+    return decode_params(msgspec.Raw(msgspec.json.encode(raw)), SandboxIntent)

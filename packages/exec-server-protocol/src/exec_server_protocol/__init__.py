@@ -20,7 +20,13 @@ from .jsonrpc import (
     encode_notification,
     encode_result,
 )
-from .path_uri import InvalidPathUriError, NonLocalHostError, format_path_uri, parse_path_uri
+from .path_uri import (
+    InvalidPathUriError,
+    NonLocalHostError,
+    PathUri,
+    format_path_uri,
+    parse_path_uri,
+)
 from .registry import METHODS, NOTIFICATIONS, MethodSpec, json_schema
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "NonLocalHostError",
     "Params",
     "ParamsError",
+    "PathUri",
     "ProcessId",
     "RequestId",
     "Result",

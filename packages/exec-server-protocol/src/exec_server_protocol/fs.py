@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 from ._base import Params, Result, WireStruct
+from .path_uri import PathUri
 from .sandbox import SandboxIntent
 
 __all__ = [
@@ -49,7 +50,7 @@ class FsParams(Params):
 
 
 class ReadFileParams(FsParams, kw_only=True):
-    path: str
+    path: PathUri
 
 
 class ReadFileResult(Result):
@@ -57,17 +58,17 @@ class ReadFileResult(Result):
 
 
 class WriteFileParams(FsParams, kw_only=True):
-    path: str
+    path: PathUri
     data_base64: str
 
 
 class CreateDirectoryParams(FsParams, kw_only=True):
-    path: str
+    path: PathUri
     recursive: bool | None = None
 
 
 class GetMetadataParams(FsParams, kw_only=True):
-    path: str
+    path: PathUri
 
 
 class Metadata(Result):
@@ -80,7 +81,7 @@ class Metadata(Result):
 
 
 class ReadDirectoryParams(FsParams, kw_only=True):
-    path: str
+    path: PathUri
 
 
 class DirectoryEntry(WireStruct):
@@ -94,19 +95,19 @@ class ReadDirectoryResult(Result):
 
 
 class RemoveParams(FsParams, kw_only=True):
-    path: str
+    path: PathUri
     recursive: bool | None = None
     force: bool | None = None
 
 
 class CopyParams(FsParams, kw_only=True):
-    source_path: str
-    destination_path: str
+    source_path: PathUri
+    destination_path: PathUri
     recursive: bool = False
 
 
 class CanonicalizeParams(FsParams, kw_only=True):
-    path: str
+    path: PathUri
 
 
 class CanonicalizeResult(Result):
@@ -122,7 +123,7 @@ class WalkOptions(WireStruct):
 
 
 class WalkParams(FsParams, kw_only=True):
-    path: str
+    path: PathUri
     options: WalkOptions = msgspec.field(default_factory=WalkOptions)
 
 
@@ -147,7 +148,7 @@ class WalkResult(Result):
 
 class OpenParams(FsParams, kw_only=True):
     handle_id: str
-    path: str
+    path: PathUri
     mode: Literal["read", "replace"] = "read"
 
 
@@ -182,8 +183,8 @@ class CloseParams(Params):
 
 class WatchMissingParams(Params):
     watch_id: int | str
-    missing: list[str]
-    present: str | None = None
+    missing: list[PathUri]
+    present: PathUri | None = None
     """A PathUri that must exist when the watch starts (the reference takes one string)."""
 
 

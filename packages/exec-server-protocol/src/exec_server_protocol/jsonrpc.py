@@ -8,6 +8,7 @@ frame is parsed once and a bad ``params`` is told apart from a bad frame.
 
 from __future__ import annotations
 
+import contextvars
 import enum
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -16,6 +17,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from .ids import RequestId
+from .path_uri import InvalidPathUriError, PathUri, decode_path_uri
 
 __all__ = [
     "EMPTY_PARAMS_METHODS",
@@ -140,7 +142,27 @@ def decode_message(frame: bytes | str) -> Incoming:
 
 
 class ParamsError(ValueError):
-    """``params`` did not decode into the method's params type."""
+    """``params`` did not decode into the method's params type.
+
+    ``bare`` marks a message meant to be sent as is (a PathUri error), without context.
+    """
+
+    def __init__(self, message: str, *, bare: bool = False) -> None:
+        super().__init__(message)
+        self.bare = bare
+
+
+_hook_error: contextvars.ContextVar[str | None] = contextvars.ContextVar("hook_error", default=None)
+
+
+def _dec_hook(tp: type[Any], obj: Any) -> Any:
+    if tp is PathUri:
+        try:
+            return decode_path_uri(obj)
+        except (TypeError, InvalidPathUriError) as exc:
+            _hook_error.set(str(exc))
+            raise
+    raise NotImplementedError(f"unsupported type {tp!r}")
 
 
 def decode_params(raw: msgspec.Raw, params_type: type[T]) -> T:
@@ -154,14 +176,18 @@ def decode_params(raw: msgspec.Raw, params_type: type[T]) -> T:
     """
     decoder = _decoders.get(params_type)
     if decoder is None:
-        decoder = _decoders[params_type] = msgspec.json.Decoder(params_type)
+        decoder = _decoders[params_type] = msgspec.json.Decoder(params_type, dec_hook=_dec_hook)
     data = bytes(raw) if raw else b"{}"
     if data == b"null":
         data = b"{}"
+    _hook_error.set(None)
     try:
         return decoder.decode(data)  # type: ignore[no-any-return]  # Decoder[Any] by cache
     except msgspec.DecodeError as exc:
-        raise ParamsError(str(exc)) from exc
+        # A bad PathUri is reported with its own message alone, as the reference does.
+        raise ParamsError(
+            _hook_error.get() or str(exc), bare=_hook_error.get() is not None
+        ) from exc
 
 
 def encode_result(request_id: RequestId, result: Any) -> bytes:

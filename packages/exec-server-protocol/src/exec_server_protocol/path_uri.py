@@ -12,6 +12,7 @@ round trip (:func:`format_path_uri` re-encodes them byte for byte).
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import re
 from urllib.parse import quote, unquote_to_bytes
@@ -19,6 +20,8 @@ from urllib.parse import quote, unquote_to_bytes
 __all__ = [
     "InvalidPathUriError",
     "NonLocalHostError",
+    "PathUri",
+    "decode_path_uri",
     "format_path_uri",
     "parse_path_uri",
 ]
@@ -107,3 +110,30 @@ def format_path_uri(path: str | bytes) -> str:
     if not raw.startswith(b"/"):
         raise InvalidPathUriError(f"path must be absolute: {path!r}")
     return "file://" + quote(raw, safe=_SAFE)
+
+
+class PathUri(str):
+    """A `file:` URI string from the wire, checked when the message is decoded.
+
+    Decoding rejects what can never be a local path (with the reference's messages); a
+    non-local host is let through so each method can answer it with its own error code.
+    :func:`parse_path_uri` turns it into a path.
+    """
+
+    __slots__ = ()
+
+    JSON_SCHEMA = {"type": "string", "format": "uri", "description": "a file: URI"}
+
+
+def decode_path_uri(value: object) -> PathUri:
+    """msgspec ``dec_hook`` body for :class:`PathUri`.
+
+    Raises:
+        TypeError: not a string.
+        InvalidPathUriError: not an acceptable `file:` URI (a non-local host is accepted).
+    """
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    with contextlib.suppress(NonLocalHostError):
+        parse_path_uri(value)
+    return PathUri(value)

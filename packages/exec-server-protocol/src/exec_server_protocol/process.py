@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ._base import Params, Result, WireStruct
+from .path_uri import PathUri
 from .sandbox import SandboxIntent
 
 __all__ = [
@@ -59,7 +60,7 @@ class PtySize(WireStruct):
 class StartParams(Params):
     process_id: str
     argv: list[str]
-    cwd: str
+    cwd: PathUri
     env: dict[str, str]
     tty: bool
     pipe_stdin: bool = False

@@ -13,6 +13,7 @@ import msgspec
 
 from . import fs, process, session
 from ._base import EmptyParams, EmptyResult
+from .path_uri import PathUri
 
 __all__ = ["METHODS", "NOTIFICATIONS", "MethodSpec", "json_schema"]
 
@@ -76,6 +77,12 @@ NOTIFICATIONS: Final[dict[str, type[Any]]] = {
 }
 
 
+def _schema_hook(tp: type[Any]) -> dict[str, Any]:
+    if tp is PathUri:
+        return dict(PathUri.JSON_SCHEMA)
+    raise NotImplementedError(f"no JSON schema for {tp!r}")
+
+
 def json_schema() -> dict[str, Any]:
     """A JSON Schema document describing every method's params and result and every
     notification's params, with shared definitions under ``$defs``."""
@@ -87,7 +94,9 @@ def json_schema() -> dict[str, Any]:
     for name, params in NOTIFICATIONS.items():
         names.append(f"{name}#params")
         types.append(params)
-    refs, defs = msgspec.json.schema_components(types, ref_template="#/$defs/{name}")
+    refs, defs = msgspec.json.schema_components(
+        types, ref_template="#/$defs/{name}", schema_hook=_schema_hook
+    )
     methods: dict[str, Any] = {}
     for spec in METHODS.values():
         methods[spec.name] = {

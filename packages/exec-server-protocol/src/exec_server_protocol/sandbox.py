@@ -11,6 +11,7 @@ from typing import Any, Literal
 import msgspec
 
 from ._base import WireStruct
+from .path_uri import PathUri
 
 __all__ = [
     "DisabledPermissions",
@@ -48,7 +49,7 @@ class SpecialValue(msgspec.Struct, kw_only=True):
 
 
 class PathEntryPath(msgspec.Struct, tag="path", tag_field="type", kw_only=True):
-    path: str
+    path: PathUri
     """A PathUri."""
 
 
@@ -91,15 +92,15 @@ Permissions = DisabledPermissions | ExternalPermissions | ManagedPermissions
 
 
 class PolicyContext(WireStruct):
-    cwd: str | None = None
-    workspace_roots: list[str] | None = None
+    cwd: PathUri | None = None
+    workspace_roots: list[PathUri] | None = None
 
 
 class SandboxIntent(WireStruct):
     permissions: Permissions
     windows_sandbox_level: Any = None
-    cwd: str | None = None
-    workspace_roots: list[str] | None = None
+    cwd: PathUri | None = None
+    workspace_roots: list[PathUri] | None = None
     use_legacy_landlock: bool | None = None
     policy_context: PolicyContext | None = None
     user_home_dir: str | None = None

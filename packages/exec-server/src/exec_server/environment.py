@@ -14,11 +14,22 @@ from exec_server_protocol.session import EnvironmentInfo, ShellInfo
 __all__ = ["CAPABILITIES", "environment_info", "executor_version"]
 
 CAPABILITIES: dict[str, bool] = {
-    # The reference's names: true only for what we really do.
+    # The reference's names (codex 0.169.0), true only for what we really do.
     "networkProxyLaunch": False,
+    "networkProxyReviewDomains": False,
+    "credentialMasking": False,
+    "credentialMaskingCustomProviders": False,
+    "capabilityDiscoverySandbox": False,
     "fsWatchMissing": True,
+    "capabilityDiscoveryV2": False,
     "environmentConfigRead": False,
+    "httpHeaderEnvVars": False,
+    "sandboxedFileStreaming": True,
     "fileWriteStreaming": True,
+    "shellSnapshotV2": False,
+    "windowsMxc": False,
+    "linuxRootWritePreservesDevices": False,
+    "linuxApprovedRootWritePreservesRestrictions": False,
     # [ours]
     "processResize": True,
     "processCloseStdin": True,

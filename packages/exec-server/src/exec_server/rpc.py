@@ -122,7 +122,8 @@ class RpcPeer:
         try:
             params = decode_params(msg.params, spec.params)
         except ParamsError as exc:
-            return Reply(encode_error(msg.id, ErrorCode.INVALID_PARAMS, f"invalid params: {exc}"))
+            text = str(exc) if exc.bare else f"invalid params: {exc}"
+            return Reply(encode_error(msg.id, ErrorCode.INVALID_PARAMS, text))
         problem = self._handshake_problem(spec)
         if problem is not None:
             return Reply(encode_error(msg.id, ErrorCode.INVALID_REQUEST, problem))

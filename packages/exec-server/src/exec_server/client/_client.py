@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import pybase64
-from exec_server_protocol import METHODS, ErrorCode, ErrorObject, format_path_uri
+from exec_server_protocol import METHODS, ErrorCode, ErrorObject, PathUri, format_path_uri
 from exec_server_protocol.process import (
     EnvPolicy,
     ProcessClosedNotification,
@@ -69,7 +69,15 @@ class _Incoming(msgspec.Struct):
 
 
 _incoming = msgspec.json.Decoder(_Incoming)
-_encode = msgspec.json.Encoder().encode
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, str):  # str subclasses such as PathUri
+        return str(obj)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
@@ -340,7 +348,7 @@ class Client:
         params = StartParams(
             process_id=process_id,
             argv=list(argv),
-            cwd=cwd if cwd.lower().startswith("file:") else format_path_uri(cwd),
+            cwd=PathUri(cwd if cwd.lower().startswith("file:") else format_path_uri(cwd)),
             env=dict(env or {}),
             tty=tty,
             pipe_stdin=pipe_stdin,

@@ -94,6 +94,7 @@ class SpawnSpec:
 
     __slots__ = (
         "argv",
+        "cleanup",
         "cols",
         "cwd",
         "env",
@@ -120,8 +121,10 @@ class SpawnSpec:
         preexec_fn: Callable[[], None] | None = None,
         pass_fds: tuple[int, ...] = (),
         kill_tree_on_exit: bool = False,
+        cleanup: Callable[[], None] | None = None,
     ) -> None:
         self.argv = argv
+        self.cleanup = cleanup
         self.executable = executable
         self.cwd = cwd
         self.env = env
@@ -182,6 +185,7 @@ class ManagedProcess:
         self._cgroups: CgroupManager | None = None
         self._leaf: str | None = None
         self._kill_tree_on_exit = False
+        self._cleanup: Callable[[], None] | None = None
         self._started_at = 0.0
         self._exit_pending: tuple[int, Any] | None = None
         self._pty_timer: asyncio.TimerHandle | None = None
@@ -200,6 +204,7 @@ class ManagedProcess:
         """Start the child. Raises OSError (missing program, bad cwd, ...)."""
         self.tty = spec.tty
         self._kill_tree_on_exit = spec.kill_tree_on_exit
+        self._cleanup = spec.cleanup
         self._cgroups = cgroups
         child_fds: list[int] = []
         parent_fds: list[int] = []
@@ -256,6 +261,7 @@ class ManagedProcess:
         except BaseException:
             for fd in parent_fds + child_fds:
                 os.close(fd)
+            self._run_cleanup()
             raise
         for fd in child_fds:
             os.close(fd)
@@ -466,6 +472,8 @@ class ManagedProcess:
         self._stdin_gone()
         if self._leaf is not None and CgroupManager.remove_leaf(self._leaf):
             self._leaf = None
+        if self._kill_tree_on_exit:
+            self._run_cleanup()  # the tree died with the main process
         self._wake()
         if self._on_closed is not None:
             self._on_closed(self)
@@ -662,7 +670,16 @@ class ManagedProcess:
         if self._leaf is not None and self._cgroups is not None:
             self._cgroups.discard_leaf(self._leaf)
             self._leaf = None
+        self._run_cleanup()
         self._wake()
+
+    def _run_cleanup(self) -> None:
+        cleanup, self._cleanup = self._cleanup, None
+        if cleanup is not None:
+            try:
+                cleanup()
+            except Exception:
+                log.exception("sandbox cleanup of %s failed", self.process_id)
 
     @property
     def leaf(self) -> str | None:

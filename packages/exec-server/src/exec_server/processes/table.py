@@ -12,6 +12,7 @@ from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_p
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
 
 from ..exceptions import (
+    RpcError,
     SandboxUnavailable,
     internal_error,
     invalid_params,
@@ -101,10 +102,17 @@ class ProcessTable:
                 plan = sandbox.prepare_spawn(p.sandbox, argv=argv, cwd=cwd, env=env, arg0=p.arg0)
             except SandboxUnavailable as exc:
                 raise internal_error(str(exc)) from exc
+            except OSError as exc:  # the program could not be resolved
+                raise internal_error(format_os_error(exc)) from exc
             sandbox_type = plan.sandbox_type
             executable = plan.executable
             if executable is None:
-                executable = self._resolve(plan.argv[0], plan.env)
+                try:
+                    executable = self._resolve(plan.argv[0], plan.env)
+                except RpcError:
+                    if plan.release is not None:
+                        plan.release()
+                    raise
             spec = SpawnSpec(
                 argv=plan.argv,
                 executable=executable,
@@ -117,6 +125,7 @@ class ProcessTable:
                 preexec_fn=plan.preexec_fn,
                 pass_fds=plan.pass_fds,
                 kill_tree_on_exit=plan.kill_tree_on_exit,
+                cleanup=plan.release,
             )
         else:
             executable = self._resolve(argv[0], env)

@@ -128,6 +128,16 @@ class RawClient:
                 self._notified.clear()
                 await self._notified.wait()
 
+    async def next_unmatched(self, *, timeout: float = 30) -> dict[str, Any]:
+        """Pop the first frame that answered no pending request (e.g. an id -1 error)."""
+        async with asyncio.timeout(timeout):
+            while not self.unmatched:
+                if self.closed.done():
+                    raise ConnectionError("connection closed")
+                self._notified.clear()
+                await self._notified.wait()
+            return self.unmatched.popleft()
+
     async def collect(self, process_id: str, *, timeout: float = 30) -> dict[str, Any]:
         """Wait for `process/closed` of ``process_id``; return its events in arrival order:
         ``{"events": [...], "stdout": bytes, "stderr": bytes, "pty": bytes, "exit": {...}}``."""

@@ -1,0 +1,35 @@
+"""Locating the reference `codex exec-server` (opt-in; these tests skip without it)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from exec_server.testing import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def reference_bin() -> str | None:
+    env = os.environ.get("EXEC_SERVER_REFERENCE_BIN")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    found = sorted((ROOT / ".reference" / "node_modules" / "@openai").glob("*/vendor/*/bin/codex"))
+    return str(found[0]) if found else None
+
+
+@pytest.fixture
+async def reference() -> AsyncIterator[ServerProcess]:
+    binary = reference_bin()
+    if binary is None:
+        pytest.skip("reference codex not installed (scripts/install-reference)")
+    # Its CODEX_HOME must not be under /tmp: it could not set up its sandbox helpers there.
+    home = tempfile.mkdtemp(prefix="codex-ref-home-", dir="/var/tmp")
+    env = dict(os.environ, CODEX_HOME=home)
+    async with ServerProcess(
+        "exec-server", "--listen", "ws://127.0.0.1:0", command=[binary], env=env
+    ) as s:
+        yield s
