@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from ._base import Params, Result, WireStruct
+from .path_uri import PathUri
 
 __all__ = [
+    "ConfigLayer",
+    "ConfigLayers",
     "EnvironmentConfigReadParams",
     "EnvironmentConfigReadResult",
     "EnvironmentInfo",
@@ -46,20 +47,29 @@ class InitializeResult(Result):
     environment_info: EnvironmentInfo
 
 
-class EnvironmentConfigReadParams(Params):
-    cwd: str | None = None
-    config_paths: list[list[str]] = msgspec.field(default_factory=list)
-    requirements_paths: list[list[str]] = msgspec.field(default_factory=list)
+class EnvironmentConfigReadParams(Params, kw_only=True):
+    cwd: PathUri | None = None
+    config_paths: list[list[str]]
+    requirements_paths: list[list[str]]
+
+
+class ConfigLayer(WireStruct):
+    source: str
+    """Where the layer came from, e.g. ``user (/root/.codex/config.toml)``."""
+    base_dir: str
+    """PathUri of the directory relative paths in the layer resolve against."""
+    toml: str
+    """TOML text holding only the requested paths."""
 
 
 class ConfigLayers(WireStruct):
-    cloud_insertion_index: int | None = None
-    layers: list[Any] = msgspec.field(default_factory=list)
+    layers: list[ConfigLayer] = msgspec.field(default_factory=list)
+    cloud_insertion_index: int = 0
 
 
 class EnvironmentConfigReadResult(Result):
-    codex_home_dir: str
-    config: ConfigLayers
-    hostname: str
-    requirements: ConfigLayers
     user_home_dir: str
+    codex_home_dir: str
+    hostname: str
+    config: ConfigLayers
+    requirements: ConfigLayers

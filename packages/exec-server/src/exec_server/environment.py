@@ -22,7 +22,7 @@ CAPABILITIES: dict[str, bool] = {
     "capabilityDiscoverySandbox": False,
     "fsWatchMissing": True,
     "capabilityDiscoveryV2": False,
-    "environmentConfigRead": False,
+    "environmentConfigRead": True,
     "httpHeaderEnvVars": False,
     "sandboxedFileStreaming": True,
     "fileWriteStreaming": True,
