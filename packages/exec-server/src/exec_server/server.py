@@ -220,6 +220,7 @@ class Server:
         self._listeners: list[asyncio.Server] = []
         self._reaper = OrphanReaper(lambda pid: pid in self.process_config.live_pids)
         self._subreaper = make_subreaper()
+        self._reap_pending: asyncio.TimerHandle | None = None
 
     @property
     def info(self) -> EnvironmentInfo:
@@ -233,7 +234,17 @@ class Server:
 
     def install_child_reaper(self) -> None:
         if self._subreaper:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reaper.reap)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._schedule_reap)
+
+    def _schedule_reap(self) -> None:
+        # Every exit raises SIGCHLD; one sweep shortly after a burst reaps every adopted orphan
+        # (managed children are reaped by their own pidfd watchers).
+        if self._reap_pending is None:
+            self._reap_pending = asyncio.get_running_loop().call_later(0.05, self._reap)
+
+    def _reap(self) -> None:
+        self._reap_pending = None
+        self._reaper.reap()
 
     # ---------------------------------------------------------------- transports
 

@@ -48,6 +48,14 @@ log = logging.getLogger("exec_server.process")
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
+# One read buffer for every pump: the loop runs one callback at a time and each read is
+# encoded before the callback returns, so no chunk ever shares it with another.
+_READ_BUFFER = bytearray(READ_SIZE)
+_READ_VIEW = memoryview(_READ_BUFFER)
+_READ_BUFFERS = [_READ_BUFFER]
+_STREAM_PARTS = {
+    name: b',"stream":"' + name.encode() + b'","chunk":"' for name in ("stdout", "stderr", "pty")
+}
 F_SETPIPE_SZ = 1031
 PTY_EOF_GRACE_S = 0.25
 """How long an exited tty process's pty may take to report EOF before `exited` is recorded
@@ -315,30 +323,29 @@ class ManagedProcess:
     # ------------------------------------------------------------------ output
 
     def _on_readable(self, fd: int, stream: str) -> None:
+        """Read once into the shared buffer and publish what came (EOF on an empty read)."""
         try:
-            data = os.read(fd, READ_SIZE)
+            n = os.readv(fd, _READ_BUFFERS)
         except BlockingIOError:
             return
         except OSError as exc:
             if exc.errno != errno.EIO:  # EIO: the pty's other side is closed
                 log.warning("read of %s %s failed: %s", self.process_id, stream, exc)
-            data = b""
-        if data:
-            self._record_output(stream, data)
+            n = 0
+        if n:
+            self._record_output(stream, pybase64.b64encode(_READ_VIEW[:n]), n)
         else:
             self._on_eof(fd)
 
-    def _record_output(self, stream: str, data: bytes) -> None:
-        seq = self.ring.append(stream, data)
+    def _record_output(self, stream: str, b64: bytes, size: int) -> None:
+        seq = self.ring.append_encoded(stream, b64, size)
         self._emit(
             b"".join(
                 (
                     self._prefix,
                     str(seq).encode(),
-                    b',"stream":"',
-                    stream.encode(),
-                    b'","chunk":"',
-                    pybase64.b64encode(data),
+                    _STREAM_PARTS[stream],
+                    b64,
                     b'"}}',
                 )
             )
@@ -363,13 +370,13 @@ class ManagedProcess:
                 if fd not in self._streams:
                     break
                 try:
-                    data = os.read(fd, READ_SIZE)
+                    n = os.readv(fd, _READ_BUFFERS)
                 except BlockingIOError:
                     break
                 except OSError:
-                    data = b""
-                if data:
-                    self._record_output(stream, data)
+                    n = 0
+                if n:
+                    self._record_output(stream, pybase64.b64encode(_READ_VIEW[:n]), n)
                 else:
                     self._on_eof(fd)
 
@@ -501,9 +508,11 @@ class ManagedProcess:
 
     def snapshot(self, after_seq: int, max_bytes: int | None) -> ReadResult:
         sl = self.ring.read(after_seq, max_bytes)
-        b64 = pybase64.b64encode_as_string
         return ReadResult(
-            chunks=[OutputChunk(seq=c.seq, stream=c.stream, chunk=b64(c.data)) for c in sl.chunks],  # type: ignore[arg-type]  # stream names come from our own table
+            chunks=[
+                OutputChunk(seq=c.seq, stream=c.stream, chunk=c.b64.decode("ascii"))  # type: ignore[arg-type]  # stream names come from our own table
+                for c in sl.chunks
+            ],
             next_seq=sl.next_seq,
             exited=self.exited,
             exit_code=self.exit_code,

@@ -3,6 +3,10 @@
 Pure data, no I/O. One seq counter per process, starting at 1, is shared by output chunks,
 the exit event and the close event. The newest chunks up to ``limit`` bytes are retained;
 the oldest *whole* chunks are evicted first (the newest chunk is always kept).
+
+Chunks are kept base64-encoded, as they go on the wire: the output pump encodes each read once
+and both the notification and every later `process/read` reuse that encoding. ``limit`` counts
+raw (decoded) bytes.
 """
 
 from __future__ import annotations
@@ -10,13 +14,22 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+import pybase64
+
 __all__ = ["Chunk", "OutputRing", "ReadSlice"]
 
 
 class Chunk(NamedTuple):
     seq: int
     stream: str
-    data: bytes
+    b64: bytes
+    """The output, base64-encoded."""
+    size: int
+    """Length of the raw output."""
+
+    @property
+    def data(self) -> bytes:
+        return pybase64.b64decode(self.b64)
 
 
 class ReadSlice(NamedTuple):
@@ -57,14 +70,18 @@ class OutputRing:
         return seq
 
     def append(self, stream: str, data: bytes) -> int:
-        """Retain an output chunk; returns its seq."""
+        """Retain raw output; returns its seq."""
+        return self.append_encoded(stream, pybase64.b64encode(data), len(data))
+
+    def append_encoded(self, stream: str, b64: bytes, size: int) -> int:
+        """Retain output already base64-encoded (``size`` raw bytes); returns its seq."""
         seq = self._next_seq
         self._next_seq = seq + 1
-        self._chunks.append(Chunk(seq, stream, data))
-        self._size += len(data)
+        self._chunks.append(Chunk(seq, stream, b64, size))
+        self._size += size
         while self._size > self._limit and len(self._chunks) > 1:
             old = self._chunks.popleft()
-            self._size -= len(old.data)
+            self._size -= old.size
             self._evicted_through = old.seq
         return seq
 
@@ -92,10 +109,10 @@ class OutputRing:
         total = 0
         for i in range(start, len(chunks)):
             chunk = chunks[i]
-            if max_bytes is not None and out and total + len(chunk.data) > max_bytes:
+            if max_bytes is not None and out and total + chunk.size > max_bytes:
                 return ReadSlice(out, out[-1].seq + 1)
             out.append(chunk)
-            total += len(chunk.data)
+            total += chunk.size
         return ReadSlice(out, self._next_seq)
 
     def tail(self, max_bytes: int) -> bytes:
@@ -104,7 +121,7 @@ class OutputRing:
         total = 0
         for chunk in reversed(self._chunks):
             parts.append(chunk.data)
-            total += len(chunk.data)
+            total += chunk.size
             if total >= max_bytes:
                 break
         return b"".join(reversed(parts))[-max_bytes:]
