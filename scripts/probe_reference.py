@@ -219,7 +219,7 @@ class Conn:
         params: Any = None,
         *,
         id: Any = None,
-        timeout: float = 30,  # noqa: ASYNC109
+        timeout: float = 30,
         omit_params: bool = False,
     ) -> dict[str, Any]:
         if id is None:
@@ -233,7 +233,7 @@ class Conn:
         await self.send(msg)
         return await asyncio.wait_for(fut, timeout)
 
-    async def recv(self, timeout: float = 5) -> str | None:  # noqa: ASYNC109
+    async def recv(self, timeout: float = 5) -> str | None:
         """Next frame that is not a response claimed by ``request``."""
         return await asyncio.wait_for(self.queue.get(), timeout)
 
@@ -254,7 +254,7 @@ class Conn:
         self,
         method: str,
         pred: Any = None,
-        timeout: float = 10,  # noqa: ASYNC109
+        timeout: float = 10,
     ) -> dict[str, Any]:
         end = time.monotonic() + timeout
         seen = 0
@@ -282,7 +282,7 @@ def _key(id: Any) -> str:
     return json.dumps(id)
 
 
-async def run_script(url: str, lines: Iterable[str], settle: float, timeout: float) -> None:  # noqa: ASYNC109
+async def run_script(url: str, lines: Iterable[str], settle: float, timeout: float) -> None:
     conn = await Conn.connect(url)
     for line in lines:
         line = line.rstrip("\n")
