@@ -129,6 +129,8 @@ class ClientConnection:
         session = self.session
         if session is not None and session.connection is self:
             session.connection = None
+            # Detached output goes to the retention ring only: never leave pumps paused.
+            session.processes.resume_reading()
             self.server.detach(session, self)
 
     def pause_output(self) -> None:

@@ -61,6 +61,7 @@ class ProcessTable:
         self._session_id = session_id
         self._procs: dict[str, ManagedProcess] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._paused = False
 
     def __len__(self) -> int:
         return len(self._procs)
@@ -161,6 +162,8 @@ class ProcessTable:
             raise internal_error(format_os_error(exc)) from exc
         self._procs[p.process_id] = proc
         self._config.live_pids.add(proc.pid)
+        if self._paused:
+            proc.pause_reading()
         log.info(
             "process started",
             extra={
@@ -216,10 +219,13 @@ class ProcessTable:
             proc.release()
 
     def pause_reading(self) -> None:
+        """Stop pumping output (the connection is congested); new processes start paused."""
+        self._paused = True
         for proc in self._procs.values():
             proc.pause_reading()
 
     def resume_reading(self) -> None:
+        self._paused = False
         for proc in self._procs.values():
             proc.resume_reading()
 
