@@ -186,11 +186,6 @@ async def test_a_sandboxed_write_outside_the_writable_roots_changes_nothing(
     assert os.listdir(tmp_path) == ["f.txt"]
 
 
-@pytest.mark.xfail(
-    reason="the sandbox denies writes with EACCES (Landlock, -32600); the reference's read-only "
-    "mount gives EROFS (-32603)",
-    strict=True,
-)
 async def test_a_sandboxed_write_denial_is_read_only_file_system(
     fs: FsService, tmp_path: Path
 ) -> None:

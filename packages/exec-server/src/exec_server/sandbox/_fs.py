@@ -2,13 +2,21 @@
 
 Landlock, no_new_privs and the mount namespace are per thread, so each call runs in a fresh
 thread that restricts itself, runs the operation and exits: a denied write raises the kernel's
-own ``OSError`` (EACCES outside the writable roots, EROFS on a protected path) and nothing
-outside the writable roots changes. The network and signal rules do not apply to fs methods.
+own ``OSError`` and nothing outside the writable roots changes. The network and signal rules do
+not apply to fs methods.
+
+Error shape: Landlock denies with EACCES, but the reference's sandbox is a read-only mount and
+answers a denied write with EROFS ("Read-only file system", -32603 on the wire), while a denied
+*read* stays EACCES (-32600). So an EACCES whose path lies where reads are allowed but writes
+are not is reported as EROFS — as a read-only mount would have answered first (the kernel checks
+a read-only mount before file permissions). A protected path (``.git`` & co) is a real read-only
+mount and gives EROFS by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import threading
 from collections.abc import Callable
@@ -21,7 +29,7 @@ from ..exceptions import SandboxUnavailable
 from . import _kernel
 from ._landlock import build_ruleset
 from ._mounts import PLACEHOLDERS, MountPlan, apply_mounts, plan_mounts
-from ._policy import Policy, compile_policy
+from ._policy import Policy, compile_policy, inside, real_or_normal
 from ._probe import missing_for
 
 __all__ = ["run_fs_sandboxed"]
@@ -63,7 +71,30 @@ async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: A
     # Placeholders go once the operation is over: removing one from this (host) namespace while
     # the thread still works would detach its read-only mount.
     future.add_done_callback(lambda _: _release(mounts))
-    return await asyncio.shield(future)
+    try:
+        return await asyncio.shield(future)
+    except PermissionError as exc:
+        if exc.errno == errno.EACCES and _write_denied_here(exc, fs_policy):
+            raise OSError(
+                errno.EROFS, os.strerror(errno.EROFS), exc.filename, None, exc.filename2
+            ) from exc
+        raise
+
+
+def _write_denied_here(exc: OSError, policy: Policy) -> bool:
+    """Whether ``exc``'s path is readable but not writable under ``policy``: then an EACCES
+    there is the sandbox refusing a write (a denied read would be outside the readable set)."""
+    if policy.write_all or exc.filename is None:
+        return False
+    try:
+        path = real_or_normal(os.fsdecode(exc.filename))
+    except (OSError, TypeError, ValueError):
+        return False
+    if any(inside(path, root) for root in policy.writable) and not any(
+        inside(path, protected) for protected in policy.read_only
+    ):
+        return False  # a write the sandbox allows: the file's own permissions said no
+    return policy.read_all or any(inside(path, root) for root in policy.readable)
 
 
 def _release(mounts: MountPlan | None) -> None:

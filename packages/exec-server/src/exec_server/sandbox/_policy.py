@@ -37,7 +37,14 @@ from exec_server_protocol.sandbox import (
 
 from ..exceptions import SandboxUnavailable, invalid_params
 
-__all__ = ["MINIMAL_READ_PATHS", "PROTECTED_NAMES", "Policy", "compile_policy"]
+__all__ = [
+    "MINIMAL_READ_PATHS",
+    "PROTECTED_NAMES",
+    "Policy",
+    "compile_policy",
+    "inside",
+    "real_or_normal",
+]
 
 PROTECTED_NAMES = (".git", ".agents", ".codex", ".aws")
 """Read-only (and uncreatable) directly inside every writable root."""
@@ -139,13 +146,13 @@ def _compile_restricted(
         for root in writable_roots:
             read_only += [os.path.join(root, name) for name in PROTECTED_NAMES]
         for path in read_entries:
-            resolved = _real_or_normal(path)
-            if any(_inside(resolved, root) and resolved != root for root in writable_roots):
+            resolved = real_or_normal(path)
+            if any(inside(resolved, root) and resolved != root for root in writable_roots):
                 read_only.append(resolved)
     granted = ["/"] if read_all else _existing_real(readable)
     for path in denied:
-        resolved = _real_or_normal(path)
-        if any(_inside(resolved, root) for root in granted):
+        resolved = real_or_normal(path)
+        if any(inside(resolved, root) for root in granted):
             raise SandboxUnavailable(
                 f"cannot enforce a deny entry for {resolved} inside a readable or writable area"
             )
@@ -208,15 +215,15 @@ def _existing_real(paths: list[str]) -> list[str]:
     return [os.path.realpath(p) for p in paths if p and os.path.exists(p)]
 
 
-def _real_or_normal(path: str) -> str:
+def real_or_normal(path: str) -> str:
     """The resolved path; for a missing path, its resolved parent joined with its name."""
     if os.path.lexists(path):
         return os.path.realpath(path)
     parent, name = os.path.split(os.path.normpath(path))
-    return os.path.join(_real_or_normal(parent) if parent != path else parent, name)
+    return os.path.join(real_or_normal(parent) if parent != path else parent, name)
 
 
-def _inside(path: str, root: str) -> bool:
+def inside(path: str, root: str) -> bool:
     return root == "/" or path == root or path.startswith(root + "/")
 
 

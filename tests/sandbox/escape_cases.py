@@ -1,0 +1,210 @@
+"""Escape cases as data (issue 4, acceptance 1), shared by the direct and the server runs.
+
+Every case is a shell command, the intent it runs under, and a check made from *outside* the
+sandbox that says whether it escaped (called after the command exited). ``World`` is what a case
+can escape to: a directory outside the writable root, listeners on 127.0.0.1, unix and abstract
+sockets, and a victim process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exec_server.sandbox import capabilities
+from sandbox_intents import PROTECTED, decode, read_only, workspace_write
+
+PY = sys.executable
+TIMEOUT = 30
+
+
+def require_kernel_features() -> None:
+    """Fail loudly (never skip) when this host cannot enforce what these tests expect."""
+    caps = capabilities()
+    assert caps["sandbox"], f"sandbox not enforceable on this host: {caps}"
+    assert caps["sandboxFs"], f"fs sandbox not enforceable on this host: {caps}"
+
+
+@dataclass
+class World:
+    """A writable root, a directory outside it, and listeners/victims to escape to."""
+
+    root: Path
+    outside: Path
+    tcp: socket.socket
+    udp: socket.socket
+    unix: socket.socket
+    abstract: socket.socket
+    abstract_name: str
+    victim: subprocess.Popen[bytes]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fmt(self, command: str) -> str:
+        return command.format(
+            root=self.root,
+            out=self.outside,
+            tcp=self.tcp.getsockname()[1],
+            udp=self.udp.getsockname()[1],
+            unix=self.outside / "listen.sock",
+            abstract=self.abstract_name,
+            victim=self.victim.pid,
+            py=PY,
+        )
+
+
+def pending(sock: socket.socket) -> bool:
+    """Whether a connection or datagram already reached ``sock`` (non-blocking, no waiting)."""
+    sock.setblocking(False)
+    try:
+        if sock.type == socket.SOCK_DGRAM:
+            sock.recv(100)
+        else:
+            sock.accept()[0].close()
+    except BlockingIOError:
+        return False
+    return True
+
+
+VICTIM = (
+    "import signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1]);"
+    " print('ready', flush=True); sys.stdin.read()"
+)
+
+
+def signal_pending(proc: subprocess.Popen[bytes], signum: int) -> bool:
+    with open(f"/proc/{proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("ShdPnd:"):
+                return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    raise AssertionError("no ShdPnd line")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    command: str
+    escaped: Callable[[World], bool]
+    """Checked from outside after the command exited."""
+    denied: bool = True
+    """What the §8 heuristic must say for the blocked (sandboxed) run."""
+    intent: str = "workspace-write"
+
+
+def _exists(relative: str) -> Callable[[World], bool]:
+    def check(w: World) -> bool:
+        return os.path.lexists(w.fmt(relative))
+
+    return check
+
+
+def _py_sock(stmt: str) -> str:
+    return "{py} -c 'import socket; " + stmt + "'"
+
+
+CASES = [
+    Case("write outside the roots", "echo x > {out}/f", _exists("{out}/f")),
+    Case("write through a symlink pointing out", "echo x > {root}/link/f", _exists("{out}/f")),
+    Case("write via /proc/self/root", "echo x > /proc/self/root{out}/f", _exists("{out}/f")),
+    Case("rename out of the root", "mv {root}/a {out}/a", _exists("{out}/a")),
+    Case("hard link out of the root", "ln {root}/a {out}/a", _exists("{out}/a")),
+    Case(
+        "modify .git inside the root",
+        "echo pwned > {root}/.git/config",
+        lambda w: (w.root / ".git" / "config").read_text() != "original",
+    ),
+    Case("rename .git away", "mv {root}/.git {root}/g", _exists("{root}/g")),
+    *[
+        Case(
+            f"create {name} inside the root",
+            f"mkdir -p {{root}}/{name}/x",
+            _exists(f"{{root}}/{name}/x"),
+        )
+        for name in PROTECTED[1:]
+    ],
+    *[
+        Case(
+            f"create {name} as a file",
+            f"echo x > {{root}}/{name}",
+            lambda w, n=name: (w.root / n).is_file(),
+        )
+        for name in PROTECTED[1:]
+    ],
+    Case(
+        "tcp connect to 127.0.0.1",
+        _py_sock('socket.create_connection(("127.0.0.1", {tcp}))'),
+        lambda w: pending(w.tcp),
+    ),
+    Case(
+        "udp send to 127.0.0.1",
+        _py_sock('socket.socket(2, 2).sendto(b"x", ("127.0.0.1", {udp}))'),
+        lambda w: pending(w.udp),
+    ),
+    Case(
+        "bind a unix socket outside the roots",
+        _py_sock('socket.socket(1).bind("{out}/bound.sock")'),
+        _exists("{out}/bound.sock"),
+    ),
+    Case(
+        "connect a unix socket outside the roots",
+        _py_sock('socket.socket(1).connect("{unix}")'),
+        lambda w: pending(w.unix),
+    ),
+    Case(
+        "connect an abstract unix socket",
+        _py_sock('socket.socket(1).connect("\\0{abstract}")'),
+        lambda w: pending(w.abstract),
+    ),
+    Case(
+        "signal a process outside",
+        "kill -USR1 {victim}",
+        lambda w: signal_pending(w.victim, 10),
+    ),
+    Case(
+        "read another process's memory map (ptrace access)",
+        "cat /proc/{victim}/environ > /dev/null",
+        lambda w: w.extra["last_rc"] == 0,
+    ),
+    Case(
+        "remount after unshare",
+        "M='mount --bind {out} {root}/mnt && echo x > {root}/mnt/f';"
+        ' unshare -m sh -c "$M" || unshare -rm sh -c "$M"',
+        _exists("{out}/f"),
+    ),
+    Case(
+        "io_uring setup",
+        "{py} -c 'import ctypes,sys; p=ctypes.create_string_buffer(120);"
+        " r=ctypes.CDLL(None, use_errno=True).syscall(425, 4, p);"
+        ' sys.exit(0 if r >= 0 else print("io_uring: Operation not permitted") or 1)\'',
+        lambda w: w.extra["last_rc"] == 0,
+    ),
+    Case(
+        "write anywhere under a read-only intent",
+        "echo x > {root}/f",
+        _exists("{root}/f"),
+        intent="read-only",
+    ),
+]
+
+
+WRITE_INSIDE_COMMAND = (
+    "echo x > {root}/new && mkdir -p {root}/d/sub/.git && mv {root}/new {root}/d/moved"
+    " && ln {root}/d/moved {root}/d/hard && echo y > {root}/d/sub/.git/config"
+    " && echo z > /dev/null && cat {root}/.git/config"
+)
+"""Everything a workspace-write command may do inside its root; prints ``original``."""
+
+
+def intent_for(case: Case, w: World) -> Any:
+    """The decoded intent of ``case`` (as the server would receive it)."""
+    return decode(raw_intent_for(case, w))
+
+
+def raw_intent_for(case: Case, w: World) -> dict[str, Any]:
+    """The wire form of ``case``'s intent, exactly as Codex sends it."""
+    return read_only() if case.intent == "read-only" else workspace_write(w.root)

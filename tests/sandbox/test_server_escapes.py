@@ -1,0 +1,370 @@
+"""The escape suite through the server (issue 4, acceptance 1).
+
+Each case of ``escape_cases`` is a real child started with ``process/start`` — the intent exactly
+as Codex sends it (PROTOCOL.md §8, docs/reference-notes.md §6.1) — and checked from outside the
+sandbox once the server reported ``process/closed``: it is blocked, ``sandboxDenied`` follows the
+§8 heuristic on ``process/exited`` and on later ``process/read``, and the same command started
+with ``sandbox: null`` does escape. Every case runs on pipes; a representative subset also on a
+pty. Then: a setsid'd background child is gone when the command exits, and the fs methods cannot
+write outside the writable roots (also through symlinks) when they carry a ``sandbox``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from escape_cases import (
+    CASES,
+    PROTECTED,
+    TIMEOUT,
+    WRITE_INSIDE_COMMAND,
+    Case,
+    World,
+    raw_intent_for,
+    require_kernel_features,
+)
+from exec_server.sandbox import is_sandbox_denied
+from exec_server.testing import RawClient, RawRpcError
+from sandbox_intents import read_only, workspace_write
+
+from tests.support import start_params, wait_until
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _kernel_features_present() -> None:
+    require_kernel_features()
+
+
+_ids = itertools.count(1)
+
+PTY_SUBSET = {
+    "write outside the roots",
+    "write through a symlink pointing out",
+    "hard link out of the root",
+    "modify .git inside the root",
+    "tcp connect to 127.0.0.1",
+    "connect an abstract unix socket",
+    "signal a process outside",
+    "io_uring setup",
+    "write anywhere under a read-only intent",
+}
+"""Cases that also run on a pty: one of each kind of rule (fs, protected path, network, scope)."""
+
+PIPE_AND_PTY = [(case, False) for case in CASES] + [
+    (case, True) for case in CASES if case.name in PTY_SUBSET
+]
+
+
+def _ids_of(params: list[tuple[Case, bool]]) -> list[str]:
+    return [f"{case.name}-{'pty' if tty else 'pipes'}" for case, tty in params]
+
+
+@dataclass
+class Run:
+    """One command through the server, observed until ``process/closed``."""
+
+    process_id: str
+    sandbox_type: str
+    exit_code: int
+    output: bytes
+    """stdout + stderr, or the pty's output."""
+    exited: dict[str, Any]
+    """The ``process/exited`` params."""
+    read: dict[str, Any]
+    """``process/read`` from the start, after close."""
+    read_after_exit: dict[str, Any]
+    """``process/read`` after the exit's seq (nothing left to return but the verdict)."""
+
+
+async def run(
+    client: RawClient,
+    w: World,
+    command: str,
+    *,
+    sandbox: dict[str, Any] | None,
+    tty: bool = False,
+) -> Run:
+    """Start ``sh -c command`` in the root (``sandbox`` None = ``"sandbox": null``), wait for
+    ``process/closed`` and read the verdict back."""
+    process_id = f"esc-{next(_ids)}"
+    params = start_params(
+        process_id, ["sh", "-c", command], cwd=f"file://{w.root}", tty=tty, pipeStdin=False
+    )
+    params["sandbox"] = sandbox
+    result = await client.call("process/start", params)
+    collected = await client.collect(process_id, timeout=TIMEOUT)
+    exited = collected["exit"]
+    read = await client.call("process/read", {"processId": process_id, "afterSeq": 0})
+    later = await client.call(
+        "process/read", {"processId": process_id, "afterSeq": exited["seq"], "waitMs": 0}
+    )
+    w.extra["last_rc"] = exited["exitCode"]
+    output = collected["stdout"] + collected["stderr"] + collected["pty"]
+    return Run(process_id, result["sandboxType"], exited["exitCode"], output, exited, read, later)
+
+
+def _verdicts(r: Run) -> list[bool]:
+    return [r.exited["sandboxDenied"], r.read["sandboxDenied"], r.read_after_exit["sandboxDenied"]]
+
+
+@pytest.mark.parametrize(("case", "tty"), PIPE_AND_PTY, ids=_ids_of(PIPE_AND_PTY))
+async def test_sandboxed_command_started_through_the_server_cannot_escape(
+    case: Case, tty: bool, world: World, client: RawClient
+) -> None:
+    r = await run(
+        client, world, world.fmt(case.command), sandbox=raw_intent_for(case, world), tty=tty
+    )
+    assert r.sandbox_type == "linuxSeccomp"
+    assert not case.escaped(world), f"escaped: rc={r.exit_code} output={r.output!r}"
+    assert r.exit_code != 0, r.output
+    assert is_sandbox_denied(r.exit_code, r.output) is case.denied, r.output
+    assert _verdicts(r) == [case.denied] * 3, r.output
+    assert r.read["closed"] and r.read_after_exit["closed"]
+    assert not any((world.root / name).exists() for name in PROTECTED[1:]), "placeholder left"
+
+
+@pytest.mark.parametrize(("case", "tty"), PIPE_AND_PTY, ids=_ids_of(PIPE_AND_PTY))
+async def test_same_command_started_unsandboxed_through_the_server_does_escape(
+    case: Case, tty: bool, world: World, client: RawClient
+) -> None:
+    r = await run(client, world, world.fmt(case.command), sandbox=None, tty=tty)
+    assert r.sandbox_type == "none"
+    assert case.escaped(world), f"the check saw no escape: rc={r.exit_code} output={r.output!r}"
+    assert _verdicts(r) == [False] * 3
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+async def test_workspace_write_command_through_the_server_still_writes_inside_its_root(
+    tty: bool, world: World, client: RawClient
+) -> None:
+    r = await run(
+        client, world, world.fmt(WRITE_INSIDE_COMMAND), sandbox=workspace_write(world.root), tty=tty
+    )
+    assert (r.sandbox_type, r.exit_code) == ("linuxSeccomp", 0), r.output
+    assert r.output == b"original"
+    assert _verdicts(r) == [False] * 3
+    assert (world.root / "d" / "moved").read_text() == "x\n"
+    assert (world.root / "d" / "hard").samefile(world.root / "d" / "moved")
+    assert (world.root / "d" / "sub" / ".git" / "config").read_text() == "y\n"
+
+
+# -- background children ------------------------------------------------------------------------
+
+_BACKGROUND = (
+    # The background child leaves the session, reports its pid, keeps the output open and waits
+    # for a go-file that only the test creates (after the command is over), then writes.
+    "setsid sh -c 'echo $$ > {root}/bg.tmp && mv {root}/bg.tmp {root}/bgpid;"
+    " while [ ! -e {root}/go ]; do sleep 0.01; done; echo late > {root}/late' &"
+    " while [ ! -e {root}/bgpid ]; do sleep 0.01; done; echo started"
+)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+async def test_setsid_background_child_of_a_sandboxed_command_dies_with_it(
+    tty: bool, world: World, client: RawClient
+) -> None:
+    # The child holds the command's output open, so `closed` can only follow `exited` because
+    # the server killed it; it would otherwise wait for the go-file forever.
+    r = await run(
+        client, world, world.fmt(_BACKGROUND), sandbox=workspace_write(world.root), tty=tty
+    )
+    assert (r.exit_code, r.output.strip()) == (0, b"started")
+    pid = int((world.root / "bgpid").read_text())
+    await wait_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout=TIMEOUT)
+    (world.root / "go").touch()
+    assert not (world.root / "late").exists()
+    assert _verdicts(r) == [False] * 3
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+async def test_setsid_background_child_of_an_unsandboxed_command_outlives_it(
+    tty: bool, world: World, client: RawClient
+) -> None:
+    process_id = f"bg-{next(_ids)}"
+    params = start_params(
+        process_id, ["sh", "-c", world.fmt(_BACKGROUND)], cwd=f"file://{world.root}", tty=tty
+    )
+    params["sandbox"] = None
+    await client.call("process/start", params)
+    exited = await client.next_notification("process/exited", process_id, timeout=TIMEOUT)
+    assert exited["params"]["exitCode"] == 0
+    pid = int((world.root / "bgpid").read_text())
+    assert _alive(pid)  # the check above can see a survivor
+    (world.root / "go").touch()
+    await wait_until(lambda: (world.root / "late").exists(), timeout=TIMEOUT)
+    await client.collect(process_id, timeout=TIMEOUT)  # it closes once the child is done
+
+
+# -- fs methods ---------------------------------------------------------------------------------
+
+FsOp = Callable[[RawClient, World, str, "dict[str, Any] | None"], Awaitable[None]]
+
+
+def _uri(path: str) -> str:
+    return f"file://{path}"
+
+
+def _with_sandbox(params: dict[str, Any], sandbox: dict[str, Any] | None) -> dict[str, Any]:
+    if sandbox is not None:
+        params["sandbox"] = sandbox
+    return params
+
+
+async def _write_file(c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None) -> None:
+    await c.call(
+        "fs/writeFile", _with_sandbox({"path": _uri(f"{base}/new"), "dataBase64": "eA=="}, sandbox)
+    )
+
+
+async def _overwrite_file(
+    c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None
+) -> None:
+    await c.call(
+        "fs/writeFile",
+        _with_sandbox({"path": _uri(f"{base}/victim"), "dataBase64": "eA=="}, sandbox),
+    )
+
+
+async def _create_directory(
+    c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None
+) -> None:
+    params = {"path": _uri(f"{base}/newdir/sub"), "recursive": True}
+    await c.call("fs/createDirectory", _with_sandbox(params, sandbox))
+
+
+async def _remove(c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None) -> None:
+    params = {"path": _uri(f"{base}/victim"), "recursive": True, "force": True}
+    await c.call("fs/remove", _with_sandbox(params, sandbox))
+
+
+async def _copy(c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None) -> None:
+    params = {
+        "sourcePath": _uri(f"{w.root}/a"),
+        "destinationPath": _uri(f"{base}/copied"),
+        "recursive": False,
+    }
+    await c.call("fs/copy", _with_sandbox(params, sandbox))
+
+
+async def _open_replace_write_block(
+    c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None
+) -> None:
+    handle = f"h-{next(_ids)}"
+    params = {"handleId": handle, "path": _uri(f"{base}/victim"), "mode": "replace"}
+    try:
+        await c.call("fs/open", _with_sandbox(params, sandbox))
+    except RawRpcError:
+        # Nothing was opened: a block written to the handle anyway must not land anywhere.
+        with pytest.raises(RawRpcError):
+            await c.call("fs/writeBlock", {"handleId": handle, "offset": 0, "chunk": "eA=="})
+        raise
+    await c.call("fs/writeBlock", {"handleId": handle, "offset": 0, "chunk": "eA=="})
+    await c.call("fs/close", {"handleId": handle})
+
+
+FS_OPS: dict[str, FsOp] = {
+    "writeFile new": _write_file,
+    "writeFile existing": _overwrite_file,
+    "createDirectory": _create_directory,
+    "remove": _remove,
+    "copy": _copy,
+    "open replace + writeBlock": _open_replace_write_block,
+}
+
+FS_TARGETS = {
+    "outside": "{out}",
+    "through a symlink": "{root}/link",
+    "into .git": "{root}/.git",
+}
+"""Where the fs method writes (its directory); ``.git`` only matters under workspace-write."""
+
+FS_PARAMS = [
+    (op, target, intent)
+    for op in FS_OPS
+    for target in FS_TARGETS
+    for intent in ("workspace-write", "read-only")
+] + [(op, "inside the root", "read-only") for op in FS_OPS]
+
+
+def _tree(top: Path) -> dict[str, tuple[str, bytes | int]]:
+    """Everything under ``top``: type and content (files), target (links), mode (the rest)."""
+    found: dict[str, tuple[str, bytes | int]] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                found[path] = ("link", os.fsencode(os.readlink(path)))
+            elif stat.S_ISREG(st.st_mode):
+                found[path] = ("file", Path(path).read_bytes())
+            else:
+                found[path] = ("other", st.st_mode)
+    return found
+
+
+def _prepare_fs_world(w: World) -> None:
+    for directory in (w.outside, w.root, w.root / ".git"):
+        (directory / "victim").write_text("victim")
+
+
+def _fs_intent(intent: str, w: World) -> dict[str, Any]:
+    return read_only() if intent == "read-only" else workspace_write(w.root)
+
+
+@pytest.mark.parametrize(
+    ("op", "target", "intent"), FS_PARAMS, ids=["-".join(p) for p in FS_PARAMS]
+)
+async def test_sandboxed_fs_method_cannot_write_outside_the_writable_roots(
+    op: str, target: str, intent: str, world: World, client: RawClient
+) -> None:
+    _prepare_fs_world(world)
+    base = world.fmt(FS_TARGETS.get(target, "{root}"))
+    before = _tree(world.root.parent)
+    with pytest.raises(RawRpcError) as raised:
+        await FS_OPS[op](client, world, base, _fs_intent(intent, world))
+    assert (raised.value.code, raised.value.message) == (
+        -32603,
+        "Read-only file system (os error 30)",
+    )
+    assert _tree(world.root.parent) == before
+
+
+@pytest.mark.parametrize(("op", "target"), [(op, t) for op in FS_OPS for t in FS_TARGETS])
+async def test_same_fs_method_without_a_sandbox_does_write_there(
+    op: str, target: str, world: World, client: RawClient
+) -> None:
+    _prepare_fs_world(world)
+    base = world.fmt(FS_TARGETS[target])
+    before = _tree(world.root.parent)
+    await FS_OPS[op](client, world, base, None)
+    assert _tree(world.root.parent) != before
+
+
+@pytest.mark.parametrize("op", list(FS_OPS))
+async def test_workspace_write_fs_method_still_writes_inside_its_root(
+    op: str, world: World, client: RawClient
+) -> None:
+    _prepare_fs_world(world)
+    outside_before = _tree(world.outside)
+    before = _tree(world.root)
+    await FS_OPS[op](client, world, str(world.root), workspace_write(world.root))
+    assert _tree(world.root) != before
+    assert _tree(world.outside) == outside_before
+    assert not any((world.root / name).exists() for name in PROTECTED[1:]), "placeholder left"
