@@ -19,6 +19,7 @@ from ..exceptions import (
     SessionLost,
     StdinClosed,
 )
+from ._approval import Approve, CompletedRun, run_with_approval
 from ._backoff import Backoff
 from ._client import Client, SandboxDeniedHandler, connect
 from ._events import Event, ExitEvent, OutputEvent
@@ -26,9 +27,11 @@ from ._process import Process
 from ._state import ClientState
 
 __all__ = [
+    "Approve",
     "Backoff",
     "Client",
     "ClientState",
+    "CompletedRun",
     "ConnectionLost",
     "Event",
     "ExecServerError",
@@ -42,4 +45,5 @@ __all__ = [
     "SessionLost",
     "StdinClosed",
     "connect",
+    "run_with_approval",
 ]
