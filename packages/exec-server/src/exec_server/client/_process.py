@@ -62,6 +62,7 @@ _SIGNALS: dict[int, SignalName] = {
     _signal.SIGUSR2: "user2",
 }
 _STARTING_RETRIES = 50
+MIN_READ_PAGE = 1024
 
 
 class Process:
@@ -162,27 +163,34 @@ class Process:
             task.cancel()
 
     async def _run_catch_up(self) -> None:
-        """Read until every event the server has is delivered (or the client failed)."""
+        """Read until every event the server has is delivered (or the client failed).
+
+        A read whose connection drops is not re-sent as is: the next one asks for a quarter of
+        the bytes, so a link that keeps dropping still lets a page through (the server always
+        returns at least one chunk); each complete page doubles the size again.
+        """
         client = self._client
+        page = client.read_page_bytes
         try:
             while not self._reasm.closed:
                 after = self._reasm.delivered
-                result = await client._request(
-                    "process/read",
-                    ReadParams(
-                        process_id=self.process_id,
-                        after_seq=after,
-                        max_bytes=client.read_page_bytes,
-                        wait_ms=0,
-                    ),
-                    ReadResult,
+                params = ReadParams(
+                    process_id=self.process_id, after_seq=after, max_bytes=page, wait_ms=0
                 )
+                try:
+                    result = await client._request("process/read", params, ReadResult, retry=False)
+                except ConnectionLost:
+                    if client.failure is not None or self._failure is not None:
+                        return  # the client failed: every process was told already
+                    page = max(MIN_READ_PAGE, page // 4)
+                    continue
+                page = min(client.read_page_bytes, page * 2)
                 released, complete = self._reasm.feed_read(after, result)
                 self._deliver(released)
                 if complete and (not self._reasm.has_gap or not released):
                     return
         except ConnectionLost:
-            return  # the client failed: every process was told already
+            return
         except RemoteError as exc:
             if exc.code == ErrorCode.INVALID_REQUEST and "unknown process" in exc.message:
                 exc = RemoteError(

@@ -6,7 +6,9 @@ Every accepted connection is forwarded to ``target``. Faults:
 * :meth:`FaultProxy.cut_after` cuts each connection once it has forwarded N more bytes;
 * :meth:`FaultProxy.random_cuts` gives each connection a random byte budget drawn from a seeded
   RNG (budgets are drawn in connection order, so a run with the same seed and the same byte
-  stream cuts at the same places);
+  stream cuts at the same places). Budgets are log-uniform by default: many short-lived
+  connections (cuts in handshakes and in recovery batches) and now and then a long one, so a
+  message larger than most budgets still gets through eventually;
 * :attr:`FaultProxy.refusing` resets new connections at once (the server looks down);
 * :attr:`FaultProxy.target` can be changed: new connections go to the new address.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from typing import Literal
 
@@ -202,7 +205,7 @@ class FaultProxy:
         self.held: list[_Side] = []
         self._server: asyncio.Server | None = None
         self._rng = random.Random(seed)
-        self._random: tuple[int, int] | None = None
+        self._random: tuple[int, int, bool] | None = None
         self._after: int | None = None
         self._mode: CutMode = "reset"
         self._cut_waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -259,8 +262,12 @@ class FaultProxy:
         """Give a connection its byte budget under the current fault setting."""
         link.mode = self._mode
         if self._random is not None:
-            lo, hi = self._random
-            link.budget = link.forwarded + self._rng.randint(lo, hi)
+            lo, hi, log_uniform = self._random
+            if log_uniform:
+                budget = round(math.exp(self._rng.uniform(math.log(lo), math.log(hi))))
+            else:
+                budget = self._rng.randint(lo, hi)
+            link.budget = link.forwarded + budget
         elif self._after is not None:
             link.budget = link.forwarded + self._after
         else:
@@ -283,14 +290,23 @@ class FaultProxy:
         self._rearm()
 
     def random_cuts(
-        self, min_bytes: int, max_bytes: int, mode: CutMode = "reset", *, seed: int | None = None
+        self,
+        min_bytes: int,
+        max_bytes: int,
+        mode: CutMode = "reset",
+        *,
+        seed: int | None = None,
+        log_uniform: bool = True,
     ) -> None:
         """Cut every connection after a random number of bytes in ``[min_bytes, max_bytes]``
-        (drawn from the proxy's seeded RNG, or a new one seeded with ``seed``)."""
+        (drawn from the proxy's seeded RNG, or a new one seeded with ``seed``; log-uniform
+        unless ``log_uniform`` is False)."""
+        if min_bytes < 1 or max_bytes < min_bytes:
+            raise ValueError("need 1 <= min_bytes <= max_bytes")
         if seed is not None:
             self._rng = random.Random(seed)
         self._after = None
-        self._random = (min_bytes, max_bytes)
+        self._random = (min_bytes, max_bytes, log_uniform)
         self._mode = mode
         self._rearm()
 
