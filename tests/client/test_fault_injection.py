@@ -58,9 +58,9 @@ STRESS = os.environ.get("EXEC_SERVER_STRESS") == "1"
 
 @pytest.fixture
 async def proxied() -> AsyncIterator[tuple[ServerProcess, FaultProxy]]:
-    async with ServerProcess("--session-ttl", "30") as server:
-        async with FaultProxy.for_url(server.url) as proxy:
-            yield server, proxy
+    server = ServerProcess("--session-ttl", "30")
+    async with server, FaultProxy.for_url(server.url) as proxy:
+        yield server, proxy
     assert b"Traceback" not in server.stderr, server.stderr.decode(errors="replace")[-4000:]
 
 

@@ -53,6 +53,7 @@ log = logging.getLogger("exec_server.client")
 T = TypeVar("T")
 
 TAKEOVER_CLOSE_CODE = 4000
+TAKEOVER_MESSAGE = "session has been resumed by another connection"
 _INITIALIZED = b'{"method":"initialized","params":{}}'
 
 SandboxDeniedHandler = Callable[[Process, SandboxDenied], Awaitable[int]]
@@ -418,6 +419,9 @@ class Client:
             return
         if isinstance(msg.error, UnsetType):
             fut.set_result(msg.result)
+        elif msg.error.message == TAKEOVER_MESSAGE:
+            # Another connection resumed our session; the close (4000) follows.
+            self._give_up(_taken_over(self.session_id, msg.error.message))
         else:
             fut.set_exception(RemoteError(msg.error.code, msg.error.message))
 
@@ -472,9 +476,7 @@ class Client:
         if not self._ready or self.state in (ClientState.FAILED, ClientState.CLOSED):
             return
         if conn.close_code == TAKEOVER_CLOSE_CODE:
-            self._give_up(
-                SessionLost(f"session {self.session_id} was resumed by another connection ({why})")
-            )
+            self._give_up(_taken_over(self.session_id, why))
             return
         if self.state is ClientState.CONNECTED:
             log.info("connection to %s lost (%s): recovering", self.url, why)
@@ -638,6 +640,10 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await conn.lost
+
+
+def _taken_over(session_id: str, why: str) -> SessionLost:
+    return SessionLost(f"session {session_id} was resumed by another connection ({why})")
 
 
 def _describe(exc: BaseException) -> str:

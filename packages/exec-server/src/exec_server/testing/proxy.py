@@ -12,9 +12,10 @@ Every accepted connection is forwarded to ``target``. Faults:
 * :attr:`FaultProxy.refusing` resets new connections at once (the server looks down);
 * :attr:`FaultProxy.target` can be changed: new connections go to the new address.
 
-A cut is one of three modes: ``"reset"`` (RST to both sides), ``"close"`` (FIN to both sides)
-or ``"half_open"`` (the client side is reset, the server side stays open and silent, so the
-server does not notice the disconnect). Bytes are counted in both directions; a cut inside a
+A cut is one of four modes: ``"reset"`` (RST to both sides), ``"close"`` (FIN to both sides),
+``"half_open"`` (the client side is reset, the server side stays open and silent, so the
+server does not notice the disconnect) or ``"stall"`` (both sides stay open and nothing more
+is forwarded: a network that silently stopped working). Bytes are counted in both directions; a cut inside a
 chunk forwards exactly the bytes up to the budget.
 """
 
@@ -28,7 +29,7 @@ from typing import Literal
 
 __all__ = ["CutMode", "FaultProxy"]
 
-CutMode = Literal["reset", "close", "half_open"]
+CutMode = Literal["reset", "close", "half_open", "stall"]
 
 
 class _Side(asyncio.Protocol):
@@ -141,7 +142,7 @@ class _Link:
 
     def side_lost(self, client_side: bool) -> None:
         other = self.up if client_side else self.down
-        if self.cut and self.mode == "half_open":
+        if self.cut and self.mode in ("half_open", "stall"):
             return  # the server side stays open on purpose
         if other is not None and other.transport is not None:
             other.transport.close()
@@ -169,6 +170,11 @@ class _Link:
             for side in (self.down, self.up):
                 if side is not None and side.transport is not None:
                     side.transport.close()
+        elif mode == "stall":
+            for side in (self.down, self.up):
+                if side is not None and side.transport is not None:
+                    side.transport.pause_reading()
+                    self.proxy.held.append(side)
         else:
             self._abort(self.down)
             if self.up is not None and self.up.transport is not None:
