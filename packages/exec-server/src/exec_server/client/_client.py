@@ -422,6 +422,8 @@ class Client:
         elif msg.error.message == TAKEOVER_MESSAGE:
             # Another connection resumed our session; the close (4000) follows.
             self._give_up(_taken_over(self.session_id, msg.error.message))
+            if not fut.done():
+                fut.set_exception(self.failure or _taken_over(self.session_id, ""))
         else:
             fut.set_exception(RemoteError(msg.error.code, msg.error.message))
 

@@ -15,8 +15,8 @@ Every accepted connection is forwarded to ``target``. Faults:
 A cut is one of four modes: ``"reset"`` (RST to both sides), ``"close"`` (FIN to both sides),
 ``"half_open"`` (the client side is reset, the server side stays open and silent, so the
 server does not notice the disconnect) or ``"stall"`` (both sides stay open and nothing more
-is forwarded: a network that silently stopped working). Bytes are counted in both directions; a cut inside a
-chunk forwards exactly the bytes up to the budget.
+is forwarded: a network that silently stopped working). Bytes are counted in both
+directions; a cut inside a chunk forwards exactly the bytes up to the budget.
 """
 
 from __future__ import annotations
