@@ -64,6 +64,8 @@ class SeqReassembler:
 
     def push(self, event: OutputEvent | ExitEvent | ClosedEvent) -> list[Released]:
         """Take one pushed notification; return what can now be released, in order."""
+        if self.closed:
+            return []
         if isinstance(event, ExitEvent):
             self.exit_seq = event.seq
         self._put(event.seq, event)
@@ -77,6 +79,8 @@ class SeqReassembler:
             newest event (False: it was cut by ``maxBytes``; read again after
             :attr:`delivered`).
         """
+        if self.closed:
+            return [], True
         low = after_seq + 1
         retained_from = result.retained_from_seq
         if retained_from > max(low, self.delivered + 1):
