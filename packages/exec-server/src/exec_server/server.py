@@ -303,6 +303,9 @@ class Server:
             try:
                 record, previous = self.registry.resume(p.resume_session_id, conn, time.monotonic())
             except UnknownSession:
+                stale = self.runtimes.pop(p.resume_session_id, None)
+                if stale is not None:  # the registry expired it just now (deadline passed)
+                    self.background(asyncio.ensure_future(stale.aclose()))
                 self._schedule_expiry()
                 raise invalid_request(f"unknown session id {p.resume_session_id}") from None
             runtime = self.runtimes[record.id]
