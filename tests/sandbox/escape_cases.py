@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,22 @@ from sandbox_intents import PROTECTED, decode, read_only, workspace_write
 
 PY = sys.executable
 TIMEOUT = 30
+
+
+def no_placeholders(root: Path) -> bool:
+    """Whether none of the placeholders a sandbox may create in ``root`` is there."""
+    return not any((root / name).exists() for name in PROTECTED[1:])
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float = TIMEOUT) -> bool:
+    """Poll ``predicate`` until true or ``timeout``; for state only the OS can tell (a worker
+    thread's ``rmdir``). Returns the last answer."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def require_kernel_features() -> None:

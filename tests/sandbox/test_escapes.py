@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 from escape_cases import (
     CASES,
-    PROTECTED,
     TIMEOUT,
     WRITE_INSIDE_COMMAND,
     Case,
     World,
     intent_for,
+    no_placeholders,
     require_kernel_features,
+    wait_for,
 )
 from exec_server.sandbox import _spawn, is_sandbox_denied, prepare_spawn, run_fs_sandboxed
 from sandbox_intents import decode, read_only, workspace_write
@@ -75,7 +76,7 @@ def test_sandboxed_command_cannot_escape(case: Case, world: World, mechanism: st
     assert not case.escaped(world), f"escaped: rc={code} output={output!r}"
     assert code != 0, output
     assert is_sandbox_denied(code, output) is case.denied, output
-    assert not any((world.root / name).exists() for name in PROTECTED[1:]), "placeholder left"
+    assert wait_for(lambda: no_placeholders(world.root)), "placeholder left"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -99,7 +100,7 @@ def test_creating_missing_git_fails_like_the_reference(world: World, mechanism: 
     code, output = run(decode(workspace_write(world.root)), world.fmt("mkdir {root}/.git"), world)
     assert code == 1
     assert b"File exists" in output
-    assert not (world.root / ".git").exists()
+    assert wait_for(lambda: not (world.root / ".git").exists()), "placeholder left"
 
 
 def test_sandboxed_child_inherits_no_descriptor_beyond_stdio(world: World, mechanism: str) -> None:
@@ -205,7 +206,7 @@ async def test_fs_method_writes_inside_and_reads_protected_paths(world: World) -
             await run_fs_sandboxed(intent, _read, str(world.root / ".git" / "config")) == "original"
         )
     assert (world.root / "inside").read_text() == "x"
-    assert not any((world.root / name).exists() for name in PROTECTED[1:])
+    assert wait_for(lambda: no_placeholders(world.root)), "placeholder left"
 
 
 async def test_fs_method_without_sandbox_does_escape(world: World) -> None:

@@ -14,6 +14,7 @@ The filter complements Landlock where Landlock has no rule (PROTOCOL.md §8):
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -90,8 +91,9 @@ def _assemble(program: list[_Op | _Jump | str]) -> bytes:
     return bytes(out)
 
 
+@functools.cache
 def build_filter(*, network_restricted: bool) -> bytes:
-    """The packed ``struct sock_filter`` array for this machine.
+    """The packed ``struct sock_filter`` array for this machine (built once per flag).
 
     Raises:
         KeyError: the machine's syscall table is unknown (checked by ``capabilities()``).
