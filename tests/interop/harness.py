@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,13 @@ async def interop_env(name: str, *server_args: str) -> Any:
     finally:
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout: float) -> None:
+    """Wait until ``predicate()`` holds, for state another process produces (polled)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - state of another process, no event to await
+            await asyncio.sleep(0.02)
 
 
 SESSION_RE = re.compile(r"session ID (\d+)")

@@ -7,8 +7,12 @@ Commands print ``$EXEC_SERVER_MARKER``, a random value only our server's environ
 
 from __future__ import annotations
 
+import asyncio
+import base64
+
 import pytest
-from harness import Interop, session_id
+from exec_server.testing import FaultProxy
+from harness import Interop, session_id, wait_until
 from mock_responses import Final, Json, Script, ToolCall, output_text, tool_outputs
 
 pytestmark = [pytest.mark.codex, pytest.mark.timeout(240)]
@@ -152,3 +156,102 @@ async def test_command_running_at_end_of_turn_is_terminated(interop: Interop) ->
     assert f"process exited process_id={pid}" in log
     exited = [p for p in interop.wire.received("process/exited") if p["processId"] == pid]
     assert exited and exited[0]["signal"] == "SIGKILL", exited
+
+
+async def test_connection_cut_mid_run_resumes_with_all_output(interop: Interop) -> None:
+    lines = 200
+    # Two lines, a pause (we arm the cut), then a burst: the cut lands mid-burst, so output
+    # is lost in flight and more is produced while Codex is disconnected.
+    call = ToolCall(
+        "exec_command",
+        {
+            "cmd": "echo line-1; echo line-2; sleep 1; "
+            f"for i in $(seq 3 {lines}); do echo line-$i; done; "
+            "sleep 0.5; echo marker=$EXEC_SERVER_MARKER",
+            "login": False,
+            "yield_time_ms": 20000,
+        },
+    )
+    async with FaultProxy.for_url(interop.wire.url) as proxy:
+        run = await interop.start(Script([call, Final("done")]), exec_server_url=proxy.url)
+
+        def got_output() -> bool:
+            return b"line-2\n" in b"".join(
+                base64.b64decode(f.message["params"]["chunk"])
+                for f in interop.wire.frames
+                if f.direction == "<" and f.method == "process/output"
+            )
+
+        await wait_until(got_output, timeout=60)
+        proxy.cut_after(1500, "reset")
+        async with asyncio.timeout(30):
+            await proxy.wait_cuts(1)
+        proxy.stop_cuts()
+        result = await run.finish()
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    out = run.mock.output_for(call)
+    expected = "".join(f"line-{i}\n" for i in range(1, lines + 1))
+    assert expected + f"marker={interop.marker}\n" in out, out
+    assert "Process exited with code 0" in out
+
+    # Codex reconnected, resumed the same session and read what it had missed.
+    inits = interop.wire.sent("initialize")
+    assert len(inits) >= 2
+    first_session = interop.wire.response(1, 1)["sessionId"]
+    assert inits[0]["resumeSessionId"] is None
+    assert all(i["resumeSessionId"] == first_session for i in inits[1:])
+    (pid,) = interop.process_ids(command_contains="line-$i")
+    recovered = [
+        c
+        for conn, rid, params in interop.wire.requests("process/read")
+        if params["processId"] == pid
+        for c in interop.wire.response(conn, rid)["chunks"]
+    ]
+    assert recovered, "nothing was missed: the cut came too late"
+    assert proxy.cuts >= 1
+
+
+async def test_stdio_mcp_server_on_the_executor(interop: Interop) -> None:
+    mcp_cwd = interop.work / "mcp-cwd"
+    mcp_cwd.mkdir()
+    search = ToolCall("tool_search", {"query": "read marker", "limit": 8})
+    holder: dict[str, ToolCall] = {}
+
+    def call_found_tool(body: Json) -> ToolCall:
+        (found,) = [o for o in tool_outputs(body) if o.get("call_id") == search.call_id]
+        assert found["type"] == "tool_search_output", found
+        (namespace,) = [t for t in found["tools"] if t.get("type") == "namespace"]
+        (tool,) = namespace["tools"]
+        holder["call"] = ToolCall(
+            tool["name"], {"note": "via-codex"}, namespace=str(namespace["name"])
+        )
+        return holder["call"]
+
+    await interop.run(
+        Script([search, call_found_tool, Final("done")]),
+        extra_config=interop.mcp_config("markersrv", mcp_cwd),
+    )
+    mock = interop.runs[-1].mock
+
+    call = holder["call"]
+    assert (call.namespace, call.name) == ("mcp__markersrv", "read_marker")
+    out = mock.output_for(call)
+    assert f"mcp marker={interop.marker} cwd={mcp_cwd} " in out, out
+    assert "note=via-codex" in out
+
+    # Codex started the MCP server through our server and spoke MCP over process/write.
+    (started,) = [p for p in interop.wire.sent("process/start") if p["pipeStdin"]]
+    assert started["argv"][-1].endswith("mcp_marker_server.py")
+    assert started["cwd"] == mcp_cwd.as_uri()
+    assert started["sandbox"] is None
+    assert "EXEC_SERVER_MARKER" in started["envPolicy"]["includeOnly"]
+    sent = b"".join(
+        base64.b64decode(w["chunk"])
+        for w in interop.wire.sent("process/write")
+        if w["processId"] == started["processId"]
+    )
+    for method in (b'"initialize"', b'"tools/list"', b'"tools/call"'):
+        assert method in sent
+    terminates = interop.wire.sent("process/terminate")
+    assert any(t["processId"] == started["processId"] for t in terminates)

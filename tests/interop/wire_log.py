@@ -131,6 +131,28 @@ class WireLog:
             if f.direction == ">" and f.method == method
         ]
 
+    def requests(self, method: str) -> list[tuple[int, Any, dict[str, Any]]]:
+        """(connection, id, params) of every ``method`` request Codex sent."""
+        return [
+            (f.conn, f.message.get("id"), f.message.get("params") or {})
+            for f in self.frames
+            if f.direction == ">" and f.method == method and "id" in f.message
+        ]
+
+    def response(self, conn: int, request_id: Any) -> dict[str, Any]:
+        """The result the server sent for request ``request_id`` on connection ``conn``."""
+        for f in self.frames:
+            if (
+                f.direction == "<"
+                and f.conn == conn
+                and f.method is None
+                and f.message.get("id") == request_id
+                and "result" in f.message
+            ):
+                result: dict[str, Any] = f.message["result"]
+                return result
+        raise KeyError(f"no result for request {request_id} on connection {conn}")
+
     def received(self, method: str) -> list[dict[str, Any]]:
         """The params of every ``method`` notification the server sent."""
         return [
