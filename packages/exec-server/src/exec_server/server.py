@@ -10,11 +10,12 @@ to one process are queued in arrival order, and nothing waits behind a slow requ
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +105,7 @@ class ClientConnection:
         self.peer = RpcPeer()
         self.session: SessionRuntime | None = None
         self.detachable = detachable
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._taken_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = False
         self.paused = False
@@ -157,21 +158,21 @@ class ClientConnection:
             self.send(error_frame(d.request_id, exc))
             return
         if inspect.isawaitable(out):
-            task = asyncio.ensure_future(self._finish(d.request_id, out))
+            task = asyncio.ensure_future(out)
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(functools.partial(self._finish, d.request_id))
         else:
             self.send(encode_result(d.request_id, out))
 
-    async def _finish(self, request_id: Any, awaitable: Awaitable[Any]) -> None:
-        try:
-            result = await awaitable
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+    def _finish(self, request_id: Any, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return  # the connection went away
+        exc = task.exception()
+        if exc is not None:
             self.send(error_frame(request_id, exc))
         else:
-            self.send(encode_result(request_id, result))
+            self.send(encode_result(request_id, task.result()))
 
     # ---------------------------------------------------------------- session
 
@@ -387,6 +388,8 @@ def _process_write(conn: ClientConnection, p: WriteParams) -> Any:
     if proc is None:
         return WriteResult(status="unknownProcess")
     outcome = proc.write(data, p.write_id, p.close_stdin)
+    if not isinstance(outcome, str) and outcome.done():
+        outcome = outcome.result()  # a retry of a finished write is answered at once
     if isinstance(outcome, str):
         return WriteResult(status=outcome)  # type: ignore[arg-type]  # statuses come from WriteStatus
     return _write_result(outcome)
