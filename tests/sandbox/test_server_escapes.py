@@ -31,7 +31,7 @@ from escape_cases import (
     require_kernel_features,
 )
 from exec_server.sandbox import is_sandbox_denied
-from exec_server.testing import RawClient, RawRpcError
+from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from sandbox_intents import read_only, workspace_write
 
 from tests.support import start_params, wait_until
@@ -369,3 +369,24 @@ async def test_workspace_write_fs_method_still_writes_inside_its_root(
     await wait_until(lambda: no_placeholders(world.root), timeout=TIMEOUT)
     assert _tree(world.root) != before
     assert _tree(world.outside) == outside_before
+
+
+async def test_without_cgroups_a_sandboxed_start_is_refused_not_run_with_leaky_children(
+    world: World,
+) -> None:
+    async with ServerProcess("--no-cgroups") as server:
+        c = await RawClient.connect(server.url)
+        await c.handshake()
+        try:
+            params = start_params("p", ["true"], cwd=f"file://{world.root}")
+            params["sandbox"] = workspace_write(world.root)
+            with pytest.raises(RawRpcError) as raised:
+                await c.call("process/start", params)
+            assert raised.value.code == -32603
+            assert "missing cgroup v2" in raised.value.message
+            params = start_params("q", ["true"], cwd=f"file://{world.root}", sandbox=None)
+            assert (await c.call("process/start", params))["sandboxType"] == "none"
+            assert (await c.collect("q", timeout=TIMEOUT))["exit"]["exitCode"] == 0
+        finally:
+            await c.aclose()
+    await wait_until(lambda: no_placeholders(world.root), timeout=TIMEOUT)
