@@ -10,10 +10,12 @@ from exec_server.testing import RawClient, ServerProcess
 
 @pytest.fixture
 async def server() -> AsyncIterator[ServerProcess]:
-    """A real server; the test fails if the server logged a traceback."""
+    """A real server; the test fails if the server logged a traceback or a warning."""
     async with ServerProcess() as s:
         yield s
-    assert b"Traceback" not in s.stderr, s.stderr.decode(errors="replace")[-4000:]
+    log = s.stderr.decode(errors="replace")
+    assert "Traceback" not in log, log[-4000:]
+    assert "Warning:" not in log, log[-4000:]
 
 
 @pytest.fixture
