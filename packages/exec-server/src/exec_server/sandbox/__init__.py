@@ -7,7 +7,11 @@ private mount namespace for ``.git``/``.agents``/``.codex``/``.aws`` inside writ
 seccomp for UDP, raw and non-unix sockets, unix connect/bind, io_uring and foreign syscall ABIs;
 no_new_privs and an empty capability set against privilege regain; close-on-exec for every
 inherited descriptor. Background children are killed with the main process by the spawner
-(``SandboxPlan.kill_tree_on_exit``).
+(``SandboxPlan.kill_tree_on_exit``, through the command's cgroup; without cgroup v2 a sandboxed
+start is refused).
+
+A sandbox-denied write by an fs method is reported as EROFS, like the reference's read-only
+mount (see ``_fs``).
 """
 
 from __future__ import annotations
