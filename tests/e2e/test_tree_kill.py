@@ -113,8 +113,8 @@ async def test_many_short_processes_leave_no_zombies_or_fds(
     for i in range(100):
         await client.collect(f"p{i}")
     await wait_until(lambda: not zombies_of(server.pid))
-    # Closed processes release their pipes/ptys and pidfds at once.
-    assert proc.num_fds() <= fds_before + 2
+    # Closed processes release their pipes/ptys and pidfds (a leak never returns to baseline).
+    await wait_until(lambda: proc.num_fds() <= fds_before + 2)
 
 
 async def test_the_server_survives_when_a_child_closes_its_outputs_early(client: RawClient) -> None:
