@@ -100,6 +100,7 @@ class Interop:
     home: Path
     work: Path
     binary: str
+    ours: bool = True
     runs: list[CodexRun] = field(default_factory=list)
 
     @property
@@ -227,12 +228,20 @@ async def interop_env(name: str, *server_args: str) -> Any:
     work = Path(tempfile.mkdtemp(prefix="codex-interop-work-", dir="/var/tmp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODEX_")}
     env["EXEC_SERVER_MARKER"] = marker
+    # EXEC_SERVER_INTEROP_SERVER=reference runs the same scenarios against the reference
+    # `codex exec-server` (for comparing what Codex does against each).
+    ours = os.environ.get("EXEC_SERVER_INTEROP_SERVER", "ours") != "reference"
+    if ours:
+        server_process = ServerProcess("--log-level", "debug", *server_args, env=env)
+    else:
+        env["CODEX_HOME"] = str(home / "server-home")
+        (home / "server-home").mkdir()
+        server_process = ServerProcess(
+            "exec-server", "--listen", "ws://127.0.0.1:0", command=[binary], env=env
+        )
     try:
-        async with (
-            ServerProcess("--log-level", "debug", *server_args, env=env) as server,
-            WireLog(server.url) as wire,
-        ):
-            it = Interop(server, wire, marker, home, work, binary)
+        async with server_process as server, WireLog(server.url) as wire:
+            it = Interop(server, wire, marker, home, work, binary, ours)
             try:
                 yield it
             finally:
