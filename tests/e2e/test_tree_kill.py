@@ -124,3 +124,14 @@ async def test_the_server_survives_when_a_child_closes_its_outputs_early(client:
     result = await client.collect("c")
     assert result["exit"]["exitCode"] == 4
     assert os.getpid() > 0
+
+
+async def test_server_shutdown_with_a_live_tty_process_is_clean(tmp_path: Path) -> None:
+    s = ServerProcess()
+    await s.start()
+    c = await RawClient.connect(s.url)
+    await c.handshake()
+    await c.call("process/start", start_params("tty", ["sleep", "300"], tty=True))
+    await c.call("process/start", start_params("cat", ["cat"], pipeStdin=True))
+    assert await s.stop(signal.SIGTERM) == 0
+    assert b"Traceback" not in s.stderr, s.stderr.decode(errors="replace")

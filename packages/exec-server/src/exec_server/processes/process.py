@@ -667,11 +667,11 @@ class ManagedProcess:
         loop = self._loop
         if self._pty_timer is not None:
             self._pty_timer.cancel()
+        self._stdin_gone()  # first: a pty's stdin is one of the streams closed below
         for fd in list(self._streams):
             loop.remove_reader(fd)
             os.close(fd)
         self._streams.clear()
-        self._stdin_gone()
         if self._pidfd >= 0:
             loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
