@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 
 __all__ = ["CgroupManager", "OrphanReaper", "kill_descendants", "make_subreaper"]
@@ -46,15 +47,45 @@ def _write(path: str, data: bytes) -> None:
 
 
 def _cgroup2_mount() -> str | None:
+    """A writable cgroup2 mount point of this mount namespace, if any."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
-                if right.split(" ", 1)[0] == "cgroup2":
-                    return left.split(" ")[4]
+                fields = left.split(" ")
+                if right.split(" ", 1)[0] == "cgroup2" and "rw" in fields[5].split(","):
+                    return fields[4]
     except OSError:
         return None
     return None
+
+
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+
+
+def _private_cgroup2_mount() -> str | None:
+    """Mount cgroup2 where only this server sees it, for hosts that do not mount it writable
+    (a chroot with a read-only /sys, a container without the cgroup mount).
+
+    The server moves into a mount namespace of its own whose mounts follow the host's (slave
+    propagation, so nothing leaks back), then mounts cgroup2 on a temporary directory. Needs
+    CAP_SYS_ADMIN and a single-threaded process; returns None when either is missing.
+    """
+    if os.geteuid() != 0:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        return None
+    if libc.mount(None, b"/", None, MS_REC | MS_SLAVE, None) != 0:
+        return None
+    target = tempfile.mkdtemp(prefix="exec-server-cgroup-")
+    if libc.mount(b"cgroup2", target.encode(), b"cgroup2", 0, None) != 0:
+        os.rmdir(target)
+        return None
+    return target
 
 
 def _own_cgroup() -> str | None:
@@ -78,14 +109,17 @@ class CgroupManager:
         self._counter = itertools.count(1)
         self._pid = str(os.getpid()).encode()
         self._stale: set[str] = set()
+        self._private_mount: str | None = None
 
     @classmethod
     def create(cls) -> CgroupManager | None:
         """Set up the manager, or None when this host offers no usable cgroup v2 with
         ``cgroup.kill`` (the caller then falls back to process-group kills)."""
-        mount = _cgroup2_mount()
         own = _own_cgroup()
-        if mount is None or own is None:
+        if own is None:
+            return None
+        mount = _cgroup2_mount() or _private_cgroup2_mount()
+        if mount is None:
             return None
         home = os.path.normpath(mount + "/" + own)
         base = os.path.join(home, f"exec-server-{os.getpid()}")
@@ -97,6 +131,7 @@ class CgroupManager:
             log.info("cgroup v2 not writable (%s); falling back to process-group kills", exc)
             return None
         manager = cls(home, base)
+        manager._private_mount = mount if mount.startswith(tempfile.gettempdir()) else None
         try:
             probe = manager.new_leaf()
             if not os.path.exists(os.path.join(probe, "cgroup.kill")):
@@ -173,6 +208,11 @@ class CgroupManager:
             self.remove_leaf(leaf)
         with contextlib.suppress(OSError):
             os.rmdir(self._base)
+        if self._private_mount is not None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.umount2(self._private_mount.encode(), MNT_DETACH)
+            with contextlib.suppress(OSError):
+                os.rmdir(self._private_mount)
 
 
 def _children_of(pid: int) -> list[int]:
