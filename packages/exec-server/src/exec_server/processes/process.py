@@ -263,8 +263,8 @@ class ManagedProcess:
                 else:
                     popen = self._popen_child(spec, stdin, stdout, stderr, preexec_fn)
             except BaseException:
-                if leaf is not None:
-                    CgroupManager.remove_leaf(leaf)
+                if leaf is not None and cgroups is not None:
+                    cgroups.discard_leaf(leaf)
                 raise
         except BaseException:
             for fd in parent_fds + child_fds:
@@ -477,7 +477,9 @@ class ManagedProcess:
             )
         )
         self._stdin_gone()
-        if self._leaf is not None and CgroupManager.remove_leaf(self._leaf):
+        # The leaf is kept while background children live in it (a terminate kills them).
+        leaf, cgroups = self._leaf, self._cgroups
+        if leaf is not None and cgroups is not None and cgroups.try_remove(leaf):
             self._leaf = None
         if self._kill_tree_on_exit:
             self._run_cleanup()  # the tree died with the main process
@@ -638,8 +640,8 @@ class ManagedProcess:
 
     def kill_tree(self) -> None:
         """SIGKILL the process and every descendant, also those that left its group."""
-        if self._leaf is not None:
-            CgroupManager.kill(self._leaf)
+        if self._leaf is not None and self._cgroups is not None:
+            self._cgroups.kill(self._leaf)
             return
         if not self.exited:
             kill_descendants(self.pid)
