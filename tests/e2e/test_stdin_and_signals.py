@@ -7,7 +7,7 @@ import base64
 import sys
 
 import pytest
-from exec_server.testing import RawClient, RawRpcError
+from exec_server.testing import RawClient, RawRpcError, ServerProcess
 
 from tests.support import start_params
 
@@ -246,3 +246,23 @@ async def test_close_stdin_on_a_tty_sends_end_of_file(client: RawClient) -> None
     result = await client.collect("tty")
     assert result["exit"]["exitCode"] == 0
     assert b"abc" in result["pty"]
+
+
+async def test_children_get_default_signal_handling_even_if_the_server_inherited_ignores() -> None:
+    # Start the server the way a non-interactive shell starts a background job: SIGINT and
+    # SIGQUIT ignored, SIGHUP ignored as under nohup.
+    script = (
+        "import os, signal, sys\n"
+        "for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):\n"
+        "    signal.signal(s, signal.SIG_IGN)\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'exec_server'])\n"
+    )
+    async with ServerProcess(command=[sys.executable, "-c", script]) as s:
+        c = await RawClient.connect(s.url)
+        await c.handshake()
+        for name, code in (("interrupt", 130), ("quit", 131), ("hangup", 129)):
+            pid = f"s-{name}"
+            await c.call("process/start", start_params(pid, ["sleep", "60"]))
+            await c.call("process/signal", {"processId": pid, "signal": name})
+            assert (await c.collect(pid))["exit"]["exitCode"] == code
+        await c.aclose()

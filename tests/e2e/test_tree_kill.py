@@ -44,7 +44,14 @@ async def wait_gone(pids: list[int]) -> None:
 
 
 def zombies_of(pid: int) -> list[int]:
-    return [c.pid for c in psutil.Process(pid).children() if c.status() == psutil.STATUS_ZOMBIE]
+    out = []
+    for child in psutil.Process(pid).children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                out.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue  # reaped between the listing and the look
+    return out
 
 
 async def test_terminate_kills_setsid_and_double_forked_descendants(

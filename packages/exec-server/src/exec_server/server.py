@@ -35,7 +35,14 @@ from exec_server_protocol.session import EnvironmentInfo, InitializeParams, Init
 
 from .environment import environment_info
 from .exceptions import invalid_params, invalid_request
-from .processes import CgroupManager, OrphanReaper, ProcessConfig, ProcessTable, make_subreaper
+from .processes import (
+    CgroupManager,
+    OrphanReaper,
+    ProcessConfig,
+    ProcessTable,
+    make_subreaper,
+    reset_inherited_signal_state,
+)
 from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_frame
 from .sessions import SessionRecord, SessionRegistry, UnknownSession
 from .transport.base import FrameSink
@@ -236,6 +243,11 @@ class Server:
         fut.add_done_callback(self._background.discard)
 
     def install_child_reaper(self) -> None:
+        """Process-wide set-up for supervising children: reap adopted orphans, and give
+        children default signal handling whatever this process inherited."""
+        ignored = reset_inherited_signal_state()
+        if ignored:
+            log.info("children get default handling of inherited ignored signals: %s", ignored)
         if self._subreaper:
             asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._schedule_reap)
 

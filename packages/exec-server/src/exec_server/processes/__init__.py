@@ -4,7 +4,7 @@ from .env import build_env, resolve_executable
 from .process import ManagedProcess, SpawnSpec, format_os_error
 from .ring import OutputRing
 from .table import ProcessConfig, ProcessTable
-from .tree import CgroupManager, OrphanReaper, make_subreaper
+from .tree import CgroupManager, OrphanReaper, make_subreaper, reset_inherited_signal_state
 
 __all__ = [
     "CgroupManager",
@@ -17,5 +17,6 @@ __all__ = [
     "build_env",
     "format_os_error",
     "make_subreaper",
+    "reset_inherited_signal_state",
     "resolve_executable",
 ]

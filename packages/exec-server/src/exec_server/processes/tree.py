@@ -25,7 +25,13 @@ import signal
 import tempfile
 from collections.abc import Callable, Iterator
 
-__all__ = ["CgroupManager", "OrphanReaper", "kill_descendants", "make_subreaper"]
+__all__ = [
+    "CgroupManager",
+    "OrphanReaper",
+    "kill_descendants",
+    "make_subreaper",
+    "reset_inherited_signal_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,33 @@ def make_subreaper() -> bool:
         return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
     except OSError:  # pragma: no cover - libc without prctl
         return False
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """Stands in for an inherited SIG_IGN (handlers, unlike SIG_IGN, reset at exec)."""
+
+
+def reset_inherited_signal_state() -> list[str]:
+    """Make sure children start with default signal handling, as under ssh or kubectl exec.
+
+    ``SIG_IGN`` dispositions and the blocked-signal mask survive ``exec``: a server started by
+    ``nohup`` or from a non-interactive shell's background job would pass on ignored SIGHUP,
+    SIGINT or SIGQUIT to every command it runs. Each inherited ``SIG_IGN`` is replaced by a
+    handler that does nothing (so the server still ignores it, and children get the default),
+    and the mask is cleared. Returns the names of the signals that were ignored.
+    """
+    changed = []
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
+            continue  # cannot be caught, or Popen restores it itself, or the server handles it
+        try:
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, _ignore)
+                changed.append(signal.Signals(sig).name)
+        except (OSError, ValueError):
+            continue
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    return changed
 
 
 def _write(path: str, data: bytes) -> None:
