@@ -42,6 +42,54 @@ class _Formatter(logging.Formatter):
         return f"{line} {' '.join(extras)}" if extras else line
 
 
+class _DeferredStderrHandler(logging.Handler):
+    """Writes log lines to stderr once per event-loop iteration instead of once per line.
+
+    A line per process start and exit would otherwise cost a write syscall each on the spawn
+    path; lines logged outside the loop (other threads, start-up, shutdown) go out at once.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lines: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+            return
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._scheduled = False
+            self._write()
+        finally:
+            self.release()
+
+    def _write(self) -> None:
+        if not self._lines:
+            return
+        data = "".join(self._lines)
+        self._lines.clear()
+        try:
+            sys.stderr.write(data)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # stderr is gone; logging must never take the server down
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="exec-server",
@@ -185,7 +233,7 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _DeferredStderrHandler()
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
