@@ -22,6 +22,8 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from ..transport._messages import MessageAssembler
+
 __all__ = ["HandshakeRejected", "WsConnection", "open_connection"]
 
 log = logging.getLogger("exec_server.client")
@@ -58,7 +60,7 @@ class WsConnection(asyncio.Protocol):
         self._on_message = on_message
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
-        self._fragments: list[bytes] = []
+        self._messages = MessageAssembler()
         self._loop = asyncio.get_running_loop()
         self.handshake: asyncio.Future[None] = self._loop.create_future()
         self.lost: asyncio.Future[None] = self._loop.create_future()
@@ -138,19 +140,10 @@ class WsConnection(asyncio.Protocol):
                 continue
             if not isinstance(event, Frame):
                 continue
-            opcode = event.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if event.fin:
-                    self._deliver(bytes(event.data))
-                else:
-                    self._fragments = [bytes(event.data)]
-            elif opcode is Opcode.CONT:
-                self._fragments.append(bytes(event.data))
-                if event.fin:
-                    data = b"".join(self._fragments)
-                    self._fragments = []
-                    self._deliver(data)
-            elif opcode is Opcode.CLOSE and proto.close_rcvd is not None:
+            message = self._messages.feed(event)
+            if message is not None:
+                self._deliver(message)
+            elif event.opcode is Opcode.CLOSE and proto.close_rcvd is not None:
                 self.close_code = proto.close_rcvd.code
                 self.close_reason = proto.close_rcvd.reason
                 # Nothing more may be delivered once the server said goodbye.

@@ -22,11 +22,12 @@ from typing import Protocol
 
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
-from websockets.frames import Frame, Opcode
+from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ._messages import MessageAssembler
 from .base import MessageHandler
 
 __all__ = ["HttpPolicy", "WebSocketConnection", "serve_websocket"]
@@ -72,7 +73,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._head = bytearray()
         self._proto: ServerProtocol | None = None
         self._handler: MessageHandler | None = None
-        self._fragments: list[bytes] = []
+        self._messages = MessageAssembler()
         self._closed = False
         self._close_timer: asyncio.TimerHandle | None = None
         self.peer: str = "?"
@@ -186,18 +187,9 @@ class WebSocketConnection(asyncio.Protocol):
         for frame in events:
             if not isinstance(frame, Frame):  # pragma: no cover - only during the handshake
                 continue
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-                if frame.fin:
-                    self._deliver(bytes(frame.data))
-                else:
-                    self._fragments = [bytes(frame.data)]
-            elif opcode is Opcode.CONT:
-                self._fragments.append(bytes(frame.data))
-                if frame.fin:
-                    data = b"".join(self._fragments)
-                    self._fragments = []
-                    self._deliver(data)
+            message = self._messages.feed(frame)
+            if message is not None:
+                self._deliver(message)
         if proto.state is State.CLOSED:
             self._abort()
 
