@@ -556,14 +556,33 @@ class ManagedProcess:
                 # A terminal has no separate stdin to close: send its end-of-file character.
                 data = data + bytes([termios.tcgetattr(self._stdin_fd)[6][termios.VEOF][0]])
                 close_stdin = False
-            fut: asyncio.Future[str] = self._loop.create_future()
-            self._write_queue.append((memoryview(data), close_stdin, fut))
-            if close_stdin:
-                self._stdin = StdinState.CLOSING
-            outcome = fut
-            self._pump_stdin()
+            written = self._write_now(data) if not self._write_queue else 0
+            if written == len(data) and not close_stdin:
+                outcome = "accepted"  # the common case: no queue, no future
+            elif written < 0:
+                outcome = "accepted"  # the reader is gone: accepted and dropped
+            else:
+                fut: asyncio.Future[str] = self._loop.create_future()
+                self._write_queue.append((memoryview(data)[written:], close_stdin, fut))
+                if close_stdin:
+                    self._stdin = StdinState.CLOSING
+                outcome = fut
+                self._pump_stdin()
         self.writes.record(write_id, outcome)
         return outcome
+
+    def _write_now(self, data: bytes) -> int:
+        """Write what the pipe takes without waiting: bytes written, or -1 when the reader is
+        gone (stdin is then marked gone)."""
+        if not data or self._stdin_fd is None:
+            return 0
+        try:
+            return os.write(self._stdin_fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self._stdin_gone()
+            return -1
 
     def _pump_stdin(self) -> None:
         queue = self._write_queue
