@@ -77,10 +77,10 @@ class SessionRuntime:
         self.processes = ProcessTable(server.process_config, self.emit, record.id)
         self._fs: Any = None
 
-    def emit(self, frame: bytes) -> None:
+    def emit(self, *parts: bytes) -> None:
         conn = self.connection
         if conn is not None:
-            conn.send(frame)
+            conn.send(*parts)
 
     def notify(self, method: str, params: Any) -> None:
         self.emit(encode_notification(method, params))
@@ -153,9 +153,9 @@ class ClientConnection:
 
     # ---------------------------------------------------------------- sending
 
-    def send(self, frame: bytes) -> None:
+    def send(self, *parts: bytes) -> None:
         if not self._closed:
-            self.sink.send(frame)
+            self.sink.send(*parts)
 
     def _dispatch(self, d: Dispatch) -> None:
         handler = HANDLERS[d.spec.name]

@@ -24,7 +24,7 @@ import termios
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pybase64
@@ -42,7 +42,7 @@ from .ring import OutputRing
 from .tree import CgroupManager, kill_descendants
 from .writes import WriteLog
 
-__all__ = ["ManagedProcess", "SpawnSpec", "StdinState", "format_os_error"]
+__all__ = ["Emit", "ManagedProcess", "SpawnSpec", "StdinState", "format_os_error"]
 
 log = logging.getLogger("exec_server.process")
 
@@ -75,6 +75,12 @@ SIGNALS = {
     "user1": signal.SIGUSR1,
     "user2": signal.SIGUSR2,
 }
+
+
+class Emit(Protocol):
+    """Sends one notification, given as the parts it concatenates to."""
+
+    def __call__(self, *parts: bytes) -> None: ...
 
 
 class StdinState(enum.Enum):
@@ -166,7 +172,7 @@ class ManagedProcess:
         self,
         process_id: str,
         *,
-        emit: Callable[[bytes], None],
+        emit: Emit,
         retention_bytes: int,
         sandboxed: bool = False,
         on_closed: Callable[[ManagedProcess], None] | None = None,
@@ -344,17 +350,7 @@ class ManagedProcess:
 
     def _record_output(self, stream: str, b64: bytes, size: int) -> None:
         seq = self.ring.append_encoded(stream, b64, size)
-        self._emit(
-            b"".join(
-                (
-                    self._prefix,
-                    str(seq).encode(),
-                    _STREAM_PARTS[stream],
-                    b64,
-                    b'"}}',
-                )
-            )
-        )
+        self._emit(self._prefix, str(seq).encode(), _STREAM_PARTS[stream], b64, b'"}}')
         self._wake()
 
     def _on_eof(self, fd: int) -> None:

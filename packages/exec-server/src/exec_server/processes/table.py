@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
 
 from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_path_uri
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
@@ -19,7 +18,7 @@ from ..exceptions import (
     invalid_request,
 )
 from .env import build_env, resolve_executable
-from .process import ManagedProcess, SpawnSpec, format_os_error
+from .process import Emit, ManagedProcess, SpawnSpec, format_os_error
 from .tree import CgroupManager
 
 __all__ = ["ProcessConfig", "ProcessTable"]
@@ -53,9 +52,7 @@ class ProcessTable:
         session_id: for logs.
     """
 
-    def __init__(
-        self, config: ProcessConfig, emit: Callable[[bytes], None], session_id: str
-    ) -> None:
+    def __init__(self, config: ProcessConfig, emit: Emit, session_id: str) -> None:
         self._config = config
         self._emit = emit
         self._session_id = session_id

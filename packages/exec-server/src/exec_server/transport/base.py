@@ -10,8 +10,9 @@ __all__ = ["FrameSink", "MessageHandler"]
 class FrameSink(Protocol):
     """The transport side of one connection."""
 
-    def send(self, frame: bytes) -> None:
-        """Queue one JSON message (never blocks; flow control is signalled separately)."""
+    def send(self, *parts: bytes) -> None:
+        """Queue one JSON message, given as the parts it concatenates to (never blocks; flow
+        control is signalled separately). Parts spare the caller a join on the hot path."""
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection (WebSocket close code and reason where it applies)."""

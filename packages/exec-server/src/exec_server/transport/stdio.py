@@ -26,11 +26,11 @@ class StdioConnection:
     def closed(self) -> bool:
         return self._closed
 
-    def send(self, frame: bytes) -> None:
+    def send(self, *parts: bytes) -> None:
         if self._closed:
             return
         try:
-            self._out.write(frame + b"\n")
+            self._out.write(b"".join((*parts, b"\n")))
             self._out.flush()
         except (BrokenPipeError, ValueError):
             self._closed = True

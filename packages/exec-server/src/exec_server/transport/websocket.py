@@ -81,6 +81,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._closed = False
         self._close_timer: asyncio.TimerHandle | None = None
         self.peer: str = "?"
+        self._sock: socket.socket | None = None
 
     # -------------------------------------------------------------- asyncio side
 
@@ -95,6 +96,7 @@ class WebSocketConnection(asyncio.Protocol):
         if peer:
             self.peer = f"{peer[0]}:{peer[1]}"
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self._sock = sock if isinstance(sock, socket.socket) else None
 
     def data_received(self, data: bytes) -> None:
         if self._proto is not None:
@@ -235,22 +237,41 @@ class WebSocketConnection(asyncio.Protocol):
     def closed(self) -> bool:
         return self._closed or self._proto is None or self._proto.state is not State.OPEN
 
-    def send(self, frame: bytes) -> None:
+    def send(self, *parts: bytes) -> None:
         proto = self._proto
-        if proto is None or self._closed or proto.state is not State.OPEN:
+        transport = self._transport
+        if proto is None or transport is None or self._closed or proto.state is not State.OPEN:
             return
         # A server's data frame is a header and the unmasked payload; no extension is ever
-        # negotiated, so the frame is built here instead of through websockets' serializer
-        # (one copy instead of three). Control frames still go through the protocol.
-        n = len(frame)
+        # negotiated, so the frame is built here instead of through websockets' serializer.
+        # Control frames still go through the protocol.
+        n = sum(map(len, parts))
         if n < 126:
             header = bytes((0x81, n))
         elif n < 65536:
             header = _HEADER16.pack(0x81, 126, n)
         else:
             header = _HEADER64.pack(0x81, 127, n)
-        assert self._transport is not None
-        self._transport.write(header + frame)
+        sock = self._sock
+        if (
+            sock is not None
+            and not transport.get_write_buffer_size()
+            and not transport.is_closing()
+        ):
+            # Nothing is queued: hand the parts to the kernel in one call, without joining
+            # them; only what the socket does not take now is copied into the transport.
+            try:
+                sent = sock.sendmsg((header, *parts))
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # the transport's own write reports the failure
+            if sent == n + len(header):
+                return
+            rest = b"".join((header, *parts))[sent:]
+            transport.write(rest)
+            return
+        transport.write(b"".join((header, *parts)))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         proto = self._proto
