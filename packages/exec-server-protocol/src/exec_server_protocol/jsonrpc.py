@@ -159,8 +159,8 @@ def _dec_hook(tp: type[Any], obj: Any) -> Any:
     if tp is PathUri:
         try:
             return decode_path_uri(obj)
-        except (TypeError, InvalidPathUriError) as exc:
-            _hook_error.set(str(exc))
+        except InvalidPathUriError as exc:
+            _hook_error.set(str(exc))  # sent alone, as the reference does
             raise
     raise NotImplementedError(f"unsupported type {tp!r}")
 
