@@ -142,3 +142,24 @@ async def test_server_shutdown_with_a_live_tty_process_is_clean(tmp_path: Path) 
     await c.call("process/start", start_params("cat", ["cat"], pipeStdin=True))
     assert await s.stop(signal.SIGTERM) == 0
     assert b"Traceback" not in s.stderr, s.stderr.decode(errors="replace")
+
+
+async def test_shutdown_escalates_hup_for_ttys_then_term_then_kill(tmp_path: Path) -> None:
+    s = ServerProcess("--stop-grace", "0.3")
+    await s.start()
+    c = await RawClient.connect(s.url)
+    await c.handshake()
+    loop = "while :; do sleep 0.05; done"
+    polite = f"trap 'echo term > {tmp_path}/polite; exit 0' TERM; echo $$ > {tmp_path}/p1; {loop}"
+    stubborn = f"trap '' TERM; echo $$ > {tmp_path}/p2; {loop}"
+    tty = f"trap 'echo hup > {tmp_path}/tty; exit 0' HUP; echo $$ > {tmp_path}/p3; {loop}"
+    await c.call("process/start", start_params("polite", ["sh", "-c", polite]))
+    await c.call("process/start", start_params("stubborn", ["sh", "-c", stubborn]))
+    await c.call("process/start", start_params("tty", ["sh", "-c", tty], tty=True))
+    await wait_until(lambda: all(written(tmp_path / f"p{i}") for i in (1, 2, 3)))
+    pids = [int((tmp_path / f"p{i}").read_text()) for i in (1, 2, 3)]
+    assert await s.stop(signal.SIGTERM) == 0
+    await wait_gone(pids)
+    assert (tmp_path / "polite").read_text() == "term\n"
+    assert (tmp_path / "tty").read_text() == "hup\n"
+    assert b"Traceback" not in s.stderr

@@ -137,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest inbound message; larger closes the connection (1009). Default: %(default)s",
     )
     p.add_argument(
+        "--stop-grace",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="at shutdown and session expiry: SIGHUP to tty processes, wait, SIGTERM to every "
+        "process tree, wait this long each time, then SIGKILL. Default: %(default)s",
+    )
+    p.add_argument(
         "--no-cgroups",
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
@@ -246,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_message_size=args.max_message_size,
         authenticate=_authenticator(args, parser),  # type: ignore[arg-type]  # both classes match Authenticator
         use_cgroups=not args.no_cgroups,
+        stop_grace=args.stop_grace,
     )
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_run(args, config))

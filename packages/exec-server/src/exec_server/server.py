@@ -64,6 +64,9 @@ class ServerConfig:
     max_message_size: int = 16 << 20
     authenticate: Authenticator | None = None
     use_cgroups: bool = True
+    stop_grace: float = 0.5
+    """Seconds each step of the stop escalation (SIGHUP to ttys, SIGTERM) waits at shutdown
+    and session expiry before the next one; then SIGKILL."""
     capabilities: dict[str, bool] | None = field(default=None)
 
 
@@ -75,6 +78,7 @@ class SessionRuntime:
         self.id = record.id
         self.connection: ClientConnection | None = None
         self.processes = ProcessTable(server.process_config, self.emit, record.id)
+        self._stop_grace = server.config.stop_grace
         self._fs: Any = None
 
     def emit(self, *parts: bytes) -> None:
@@ -95,7 +99,7 @@ class SessionRuntime:
 
     async def aclose(self) -> None:
         self.connection = None
-        self.processes.kill_all()
+        await self.processes.stop_all(self._stop_grace)
         if self._fs is not None:
             await self._fs.aclose()
 

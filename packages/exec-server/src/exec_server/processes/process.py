@@ -668,6 +668,19 @@ class ManagedProcess:
         with contextlib.suppress(OSError):
             os.killpg(self.pid, signal.SIGKILL)
 
+    def signal_tree(self, sig: int) -> None:
+        """Send ``sig`` to every process of the tree (its cgroup, else its process group)."""
+        leaf = self._leaf
+        if leaf is not None:
+            me = os.getpid()
+            for pid in CgroupManager.members(leaf):
+                if pid != me:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, sig)
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, sig)
+
     def terminate(self) -> bool:
         """Kill the whole tree; returns whether the process itself was still running."""
         running = not self.exited

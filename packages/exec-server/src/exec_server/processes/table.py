@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 
 from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_path_uri
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
@@ -235,6 +236,23 @@ class ProcessTable:
         for proc in self._procs.values():
             proc.resume_reading()
 
+    async def stop_all(self, grace: float) -> None:
+        """Stop every process tree with a written escalation, then forget them (shutdown,
+        session expiry): SIGHUP to tty trees, ``grace``; SIGTERM to every tree, ``grace``;
+        SIGKILL to what is left. A step is skipped once every main process has exited."""
+        for sig, ttys_only in ((signal.SIGHUP, True), (signal.SIGTERM, False)):
+            running = [p for p in self._procs.values() if not p.exited and (p.tty or not ttys_only)]
+            if not running:
+                continue
+            for proc in running:
+                proc.signal_tree(sig)
+            if grace > 0:
+                waits = {asyncio.ensure_future(_exited(p)) for p in running}
+                _, pending = await asyncio.wait(waits, timeout=grace)
+                for w in pending:
+                    w.cancel()
+        self.kill_all()
+
     def kill_all(self) -> None:
         """Kill every process tree of the session and forget them (expiry, shutdown)."""
         for timer in self._timers.values():
@@ -251,3 +269,8 @@ class ProcessTable:
                     os.waitpid(proc.pid, 0)
             self._config.live_pids.discard(proc.pid)
             proc.release()
+
+
+async def _exited(proc: ManagedProcess) -> None:
+    while not proc.exited:
+        await proc.changed()

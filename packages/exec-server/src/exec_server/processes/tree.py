@@ -218,6 +218,15 @@ class CgroupManager:
             log.warning("cgroup.kill of %s failed: %s", leaf, exc)
 
     @staticmethod
+    def members(leaf: str) -> list[int]:
+        """Pids in the leaf now."""
+        try:
+            with open(os.path.join(leaf, "cgroup.procs"), "rb") as f:
+                return [int(x) for x in f.read().split()]
+        except OSError:
+            return []
+
+    @staticmethod
     def is_populated(leaf: str) -> bool:
         try:
             with open(os.path.join(leaf, "cgroup.events"), "rb") as f:
