@@ -177,6 +177,7 @@ class ManagedProcess:
         sandboxed: bool = False,
         on_closed: Callable[[ManagedProcess], None] | None = None,
         denial_check: Callable[[int, bytes], bool] | None = None,
+        session_id: str = "",
     ) -> None:
         self.process_id = process_id
         self._emit = emit
@@ -185,6 +186,7 @@ class ManagedProcess:
         self.sandboxed = sandboxed
         self._on_closed = on_closed
         self._denial_check = denial_check
+        self._session_id = session_id
         self._prefix = (
             b'{"method":"process/output","params":{"processId":'
             + orjson.dumps(process_id)
@@ -460,7 +462,12 @@ class ManagedProcess:
         )
         log.info(
             "process exited",
-            extra={"process_id": self.process_id, "exit_code": code, "signal": self.signal_name},
+            extra={
+                "session_id": self._session_id,
+                "process_id": self.process_id,
+                "exit_code": code,
+                "signal": self.signal_name,
+            },
         )
         if self._kill_tree_on_exit:
             self.kill_tree()

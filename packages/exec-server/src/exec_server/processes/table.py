@@ -162,6 +162,7 @@ class ProcessTable:
             sandboxed=sandboxed,
             on_closed=self._on_closed,
             denial_check=denial_check,
+            session_id=self._session_id,
         )
         try:
             proc.spawn(spec, self._config.cgroups)
