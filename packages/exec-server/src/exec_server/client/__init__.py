@@ -8,6 +8,8 @@ Quickstart::
     async with connect("ws://127.0.0.1:8765") as client:
         proc = await client.start(["sh", "-c", "echo hi"], cwd="/tmp")
         stdout, stderr = await proc.communicate()
+
+Scripts without an event loop can use :class:`SyncClient` (see :mod:`exec_server.client.sync`).
 """
 
 from ..exceptions import (
@@ -25,6 +27,7 @@ from ._client import Client, SandboxDeniedHandler, connect
 from ._events import Event, ExitEvent, OutputEvent
 from ._process import Process
 from ._state import ClientState
+from .sync import SyncClient
 
 __all__ = [
     "Approve",
@@ -44,6 +47,7 @@ __all__ = [
     "SandboxDeniedHandler",
     "SessionLost",
     "StdinClosed",
+    "SyncClient",
     "connect",
     "run_with_approval",
 ]
