@@ -655,9 +655,13 @@ class ManagedProcess:
         pgid = self.pid
         if self.tty and self._stdin_fd is not None:
             try:
-                pgid = os.tcgetpgrp(self._stdin_fd)
+                foreground = os.tcgetpgrp(self._stdin_fd)
             except OSError:
-                pgid = self.pid
+                foreground = 0
+            # 0 means "no foreground group" (the pty is nobody's controlling terminal), and
+            # killpg(0) would signal the server's own group: only a real group is used.
+            if foreground > 0 and foreground != os.getpgrp():
+                pgid = foreground
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
