@@ -75,8 +75,6 @@ class SessionRecord(Generic[C]):
     state: SessionState
     connection: C | None
     deadline: float | None = None
-    attachments: int = 1
-    """How many times a connection attached (1 + resumes)."""
     data: dict[str, object] = field(default_factory=dict)
 
     def _apply(self, event: Event) -> None:
@@ -145,7 +143,6 @@ class SessionRegistry(Generic[C]):
         record._apply(Event.RESUME)
         record.connection = connection
         record.deadline = None
-        record.attachments += 1
         return record, previous
 
     def detach(self, session_id: str, connection: C, now: float) -> SessionRecord[C] | None:

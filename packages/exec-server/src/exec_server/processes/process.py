@@ -736,9 +736,5 @@ class ManagedProcess:
             except Exception:
                 log.exception("sandbox cleanup of %s failed", self.process_id)
 
-    @property
-    def leaf(self) -> str | None:
-        return self._leaf
-
     def is_reaped(self) -> bool:
         return self._pidfd < 0

@@ -59,10 +59,6 @@ class OutputRing:
         """Every output chunk with a seq at or above this is still retained."""
         return self._evicted_through + 1
 
-    @property
-    def retained_bytes(self) -> int:
-        return self._size
-
     def next(self) -> int:
         """Assign the next seq to a non-output event (exit, close)."""
         seq = self._next_seq

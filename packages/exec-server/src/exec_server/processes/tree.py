@@ -140,7 +140,6 @@ class CgroupManager:
 
     def __init__(self, home: str, base: str) -> None:
         self._home = home
-        self._home_procs = os.path.join(home, "cgroup.procs")
         self._base = base
         self._counter = itertools.count(1)
         self._pid = str(os.getpid()).encode()
@@ -225,14 +224,6 @@ class CgroupManager:
                 return [int(x) for x in f.read().split()]
         except OSError:
             return []
-
-    @staticmethod
-    def is_populated(leaf: str) -> bool:
-        try:
-            with open(os.path.join(leaf, "cgroup.events"), "rb") as f:
-                return b"populated 1" in f.read()
-        except OSError:
-            return False
 
     def discard_leaf(self, leaf: str) -> None:
         """Remove ``leaf`` now or, while processes (or the server) are still in it, at a later

@@ -17,8 +17,7 @@ __all__ = ["StdioConnection", "serve_stdio"]
 
 
 class StdioConnection:
-    def __init__(self, max_message_size: int) -> None:
-        self._max = max_message_size
+    def __init__(self) -> None:
         self._closed = False
         self._out = sys.stdout.buffer
 
@@ -44,7 +43,7 @@ async def serve_stdio(
 ) -> None:
     """Serve one connection on stdin/stdout until stdin closes."""
     loop = asyncio.get_running_loop()
-    conn = StdioConnection(max_message_size)
+    conn = StdioConnection()
     handler = make_handler(conn)
     reader = asyncio.StreamReader(limit=max_message_size + 1)
     await loop.connect_read_pipe(
