@@ -416,3 +416,33 @@ async def test_env_values_reach_the_child_byte_exact(client: RawClient) -> None:
         start_params("u", ["sh", "-c", 'printf %s "$V"'], env={**ENV, "V": "héllo wörld ✓"}),
     )
     assert (await client.collect("u"))["stdout"] == "héllo wörld ✓".encode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("argv", ["echo", "a\x00b"]),
+        ("arg0", "x\x00"),
+        ("env", {"A=B": "1"}),
+        ("env", {"": "1"}),
+        ("env", {"A": "x\x00y"}),
+    ],
+)
+async def test_strings_exec_cannot_carry_are_invalid_params(
+    client: RawClient, field: str, value: object
+) -> None:
+    params = start_params("nul", ["echo"])
+    params[field] = value
+    with pytest.raises(RawRpcError) as err:
+        await client.call("process/start", params)
+    assert err.value.code == -32602
+
+
+async def test_process_ids_with_quotes_and_unicode_survive_the_notification_path(
+    client: RawClient,
+) -> None:
+    pid = 'we"ird\\ id\n✓'
+    await client.call("process/start", start_params(pid, ["echo", "hi"]))
+    result = await client.collect(pid)
+    assert result["stdout"] == b"hi\n"
+    assert all(e["params"]["processId"] == pid for e in result["events"])

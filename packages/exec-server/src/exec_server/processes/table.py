@@ -79,6 +79,7 @@ class ProcessTable:
     def start(self, p: StartParams) -> StartResult:
         if not p.argv:
             raise invalid_params("argv must not be empty")
+        _check_exec_strings(p)
         try:
             cwd = parse_path_uri(p.cwd)
         except NonLocalHostError as exc:
@@ -275,3 +276,14 @@ class ProcessTable:
 async def _exited(proc: ManagedProcess) -> None:
     while not proc.exited:
         await proc.changed()
+
+
+def _check_exec_strings(p: StartParams) -> None:
+    """What execve cannot carry: NUL bytes anywhere, ``=`` or nothing as a variable name."""
+    if any("\0" in a for a in p.argv) or (p.arg0 is not None and "\0" in p.arg0):
+        raise invalid_params("argv must not contain NUL bytes")
+    policy_set = p.env_policy.set if p.env_policy is not None else {}
+    for env in (p.env, policy_set):
+        for name, value in env.items():
+            if not name or "=" in name or "\0" in name or "\0" in value:
+                raise invalid_params(f"invalid environment variable {name!r}")
