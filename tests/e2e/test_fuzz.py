@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from exec_server.testing import RawClient
 from exec_server_protocol import METHODS
 
 # Paths only ever name the test's own directory (set per test): the fuzz may remove or copy them.
-SCALARS: list[Any] = [None, True, False, 0, -1, 2**63, 1.5, "", "x", "eA==", "!!", "relative"]
+SCALARS: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63,
+    1.5,
+    "",
+    "x",
+    "eA==",
+    "!!",
+    "relative",
+    "a\x00b",
+    "é" * 300,
+]
 KEYS = [
     "processId", "argv", "cwd", "env", "tty", "pipeStdin", "arg0", "envPolicy", "sandbox",
     "afterSeq", "maxBytes", "waitMs", "chunk", "writeId", "closeStdin", "signal", "rows", "cols",
@@ -76,10 +93,14 @@ def message(rng: random.Random, i: int, base: str) -> bytes:
     return orjson.dumps({"id": i, "method": method, "params": params})
 
 
+SEEDS = range(int(os.environ.get("EXEC_SERVER_FUZZ_SEEDS", "5")))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 async def test_random_requests_get_answers_and_never_an_internal_error(
-    client: RawClient, tmp_path: Path
+    client: RawClient, tmp_path: Path, seed: int
 ) -> None:
-    rng = random.Random(20261125)
+    rng = random.Random(20261125 + seed)
     base = tmp_path.as_uri()
     await client.call(
         "process/start",

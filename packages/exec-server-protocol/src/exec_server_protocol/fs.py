@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from ._base import Params, Result, WireStruct
 from .path_uri import PathUri
 from .sandbox import SandboxIntent
+
+FileOffset = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""A byte offset into a file: what ``off_t`` can hold."""
 
 __all__ = [
     "CanonicalizeParams",
@@ -158,7 +161,7 @@ class OpenResult(Result):
 
 class ReadBlockParams(Params):
     handle_id: str
-    offset: int
+    offset: FileOffset
     len: int
 
 
@@ -169,7 +172,7 @@ class ReadBlockResult(Result):
 
 class WriteBlockParams(Params):
     handle_id: str
-    offset: int
+    offset: FileOffset
     chunk: str
 
 
