@@ -158,7 +158,7 @@ async def test_command_running_at_end_of_turn_is_terminated(interop: Interop) ->
     assert interop.wire.response(*terminates[0]) == {"running": True}
     if interop.ours:
         # Our server got the request and killed the process (it logs both).
-        killed = f"process exited process_id={pid} exit_code=137 signal=SIGKILL"
+        killed = f"process_id={pid} exit_code=137 signal=SIGKILL"
         await wait_until(lambda: killed in interop.server_log, timeout=10)
         assert '"method":"process/terminate"' in interop.server_log
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +30,10 @@ async def reference() -> AsyncIterator[ServerProcess]:
     # Its CODEX_HOME must not be under /tmp: it could not set up its sandbox helpers there.
     home = tempfile.mkdtemp(prefix="codex-ref-home-", dir="/var/tmp")
     env = dict(os.environ, CODEX_HOME=home)
-    async with ServerProcess(
-        "exec-server", "--listen", "ws://127.0.0.1:0", command=[binary], env=env
-    ) as s:
-        yield s
+    try:
+        async with ServerProcess(
+            "exec-server", "--listen", "ws://127.0.0.1:0", command=[binary], env=env
+        ) as s:
+            yield s
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
