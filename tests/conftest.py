@@ -14,6 +14,8 @@ async def server() -> AsyncIterator[ServerProcess]:
     async with ServerProcess() as s:
         yield s
     log = s.stderr.decode(errors="replace")
+    # Shown by pytest only when the test fails ("Captured stdout teardown").
+    print("---- server log (tail) ----\n" + log[-6000:])
     assert "Traceback" not in log, log[-4000:]
     assert "Warning:" not in log, log[-4000:]
 
