@@ -48,7 +48,10 @@ class CapabilityToken:
 
     @classmethod
     def from_hex(cls, hex_digest: str) -> CapabilityToken:
-        digest = bytes.fromhex(hex_digest.strip())
+        try:
+            digest = bytes.fromhex(hex_digest.strip())
+        except ValueError:
+            digest = b""
         if len(digest) != 32:
             raise ValueError("--ws-token-sha256 must be 64 hex digits")
         return cls(digest)

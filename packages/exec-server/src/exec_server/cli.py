@@ -197,6 +197,13 @@ def _authenticator(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return None
 
 
+def _read_authenticator(args: argparse.Namespace, parser: argparse.ArgumentParser) -> object | None:
+    try:
+        return _authenticator(args, parser)
+    except OSError as exc:
+        parser.error(f"cannot read a secret: {exc}")
+
+
 async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
     server = Server(config)
     server.install_child_reaper()
@@ -210,7 +217,7 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop)
     try:
-        if args.listen in ("stdio", "stdio://"):
+        if args.listen_address is None:
             serving = asyncio.ensure_future(
                 serve_stdio(
                     lambda sink: server.connection_for(sink, detachable=False),
@@ -220,14 +227,14 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
             await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
             serving.cancel()
         else:
-            url = urlsplit(args.listen)
-            if url.scheme != "ws" or url.hostname is None:
+            host, port = args.listen_address
+            try:
+                host, port = await server.listen_websocket(host, port)
+            except OSError as exc:
                 print(
-                    f"exec-server: --listen must be ws://IP:PORT or stdio, got {args.listen!r}",
-                    file=sys.stderr,
+                    f"exec-server: cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr
                 )
-                return 2
-            host, port = await server.listen_websocket(url.hostname, url.port or 0)
+                return 1
             shown = f"[{host}]" if ":" in host else host
             sys.stdout.write(f"ws://{shown}:{port}\n")
             sys.stdout.flush()
@@ -238,9 +245,27 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
     return 0
 
 
+def _listen_address(value: str) -> tuple[str, int] | None:
+    """``ws://IP:PORT`` -> (host, port); ``stdio`` -> None. Raises ValueError."""
+    if value in ("stdio", "stdio://"):
+        return None
+    url = urlsplit(value)
+    if url.scheme != "ws" or not url.hostname or url.path not in ("", "/"):
+        raise ValueError(f"--listen must be ws://IP:PORT or stdio, got {value!r}")
+    try:
+        port = url.port or 0
+    except ValueError as exc:
+        raise ValueError(f"--listen {value!r}: {exc}") from None
+    return url.hostname, port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        args.listen_address = _listen_address(args.listen)
+    except ValueError as exc:
+        parser.error(str(exc))
     handler = _DeferredStderrHandler()
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -252,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         retention_bytes=args.retention_bytes,
         closed_retention_s=args.closed_retention,
         max_message_size=args.max_message_size,
-        authenticate=_authenticator(args, parser),  # type: ignore[arg-type]  # both classes match Authenticator
+        authenticate=_read_authenticator(args, parser),  # type: ignore[arg-type]  # both classes match Authenticator
         use_cgroups=not args.no_cgroups,
         stop_grace=args.stop_grace,
     )

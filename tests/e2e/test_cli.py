@@ -1,0 +1,55 @@
+"""The command line: help, bad arguments and a busy port end with a clear message, no traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+EXEC = [sys.executable, "-m", "exec_server"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXEC, *args], capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_help_documents_every_flag() -> None:
+    out = run("--help").stdout
+    for flag in (
+        "--listen", "--log-level", "--session-ttl", "--retention-bytes", "--closed-retention",
+        "--max-message-size", "--stop-grace", "--no-cgroups", "--ws-auth", "--ws-token-file",
+        "--ws-token-sha256", "--ws-shared-secret-file", "--ws-issuer", "--ws-audience",
+        "--ws-max-clock-skew-seconds",
+    ):  # fmt: skip
+        assert flag in out, flag
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "http://x"], "--listen must be ws://IP:PORT or stdio"),
+        (["--listen", "ws://127.0.0.1:99999"], "Port out of range"),
+        (["--ws-auth", "capability-token"], "needs --ws-token-file or --ws-token-sha256"),
+        (["--ws-auth", "capability-token", "--ws-token-file", "/nonexistent"], "cannot read"),
+        (["--ws-auth", "capability-token", "--ws-token-sha256", "abc"], "64 hex digits"),
+        (["--ws-auth", "signed-bearer-token"], "needs --ws-shared-secret-file"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_port_exits_1_with_a_message() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("--listen", f"ws://127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert "cannot listen on" in result.stderr
+    assert "Traceback" not in result.stderr
