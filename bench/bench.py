@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import websockets
+from exec_server.testing.intents import read_only
 from websockets.asyncio.client import connect
 
 try:  # fast paths for the client; both are dependencies of the server anyway
@@ -305,19 +306,7 @@ class Client:
 
 CWD_URI = pathlib.Path.cwd().as_uri()
 CHILD_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"}
-READ_ONLY_SANDBOX = {
-    "permissions": {
-        "type": "managed",
-        "network": "restricted",
-        "file_system": {
-            "type": "restricted",
-            "entries": [{"path": {"type": "special", "value": {"kind": "root"}}, "access": "read"}],
-        },
-    },
-    "windowsSandboxLevel": "disabled",
-    "cwd": CWD_URI,
-    "workspaceRoots": [CWD_URI],
-}
+READ_ONLY_SANDBOX = read_only(pathlib.Path.cwd())
 
 
 def start_params(

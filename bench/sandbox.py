@@ -23,41 +23,16 @@ import time
 from typing import Any
 
 from exec_server.testing import RawClient, ServerProcess
+from exec_server.testing.intents import read_only, workspace_write
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
 
 
-def _special(kind: str, access: str, subpath: str | None = None) -> dict[str, Any]:
-    value: dict[str, Any] = {"kind": kind}
-    entry: dict[str, Any] = {"path": {"type": "special", "value": value}, "access": access}
-    if subpath is not None:
-        value["subpath"] = subpath
-        entry["missing_path_behavior"] = "skip"
-    return entry
-
-
 def intents(root: str) -> dict[str, dict[str, Any] | None]:
-    uri = f"file://{root}"
-
-    def managed(entries: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "permissions": {
-                "type": "managed",
-                "network": "restricted",
-                "file_system": {"type": "restricted", "entries": entries},
-            },
-            "windowsSandboxLevel": "disabled",
-            "cwd": uri,
-            "workspaceRoots": [uri],
-        }
-
     return {
         "unsandboxed": None,
-        "read-only": managed([_special("root", "read")]),
-        "workspace-write": managed(
-            [_special("root", "read"), _special("project_roots", "write")]
-            + [_special("project_roots", "read", n) for n in (".git", ".agents", ".codex")]
-        ),
+        "read-only": read_only(root),
+        "workspace-write": workspace_write(root),
     }
 
 
