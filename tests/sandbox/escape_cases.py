@@ -177,15 +177,19 @@ CASES = [
         _py_sock('socket.socket(1).connect("\\0{abstract}")'),
         lambda w: pending(w.abstract),
     ),
+    # Processes outside the command's PID namespace do not exist for it: "No such process" and
+    # "No such file or directory" are no denial by the heuristic (as with the reference).
     Case(
         "signal a process outside",
         "kill -USR1 {victim}",
         lambda w: signal_pending(w.victim, 10),
+        denied=False,
     ),
     Case(
         "read another process's memory map (ptrace access)",
         "cat /proc/{victim}/environ > /dev/null",
         lambda w: w.extra["last_rc"] == 0,
+        denied=False,
     ),
     Case(
         "remount after unshare",

@@ -172,9 +172,7 @@ def test_unsandboxed_plan_runs_argv_as_is_with_arg0(tmp_path: Path) -> None:
     plan = prepare_spawn(None, argv=["sh", "-c", "x"], cwd=str(tmp_path), env={}, arg0="mysh")
     assert plan.argv == ["mysh", "-c", "x"]
     assert plan.executable == "sh"
-    assert plan.preexec_fn is None
     assert plan.sandbox_type == "none"
-    assert not plan.kill_tree_on_exit
 
 
 def test_sandboxed_plan_for_a_missing_program_raises_the_spawn_error(tmp_path: Path) -> None:
@@ -188,4 +186,4 @@ def test_a_sandbox_asking_for_nothing_still_reports_linux_seccomp(tmp_path: Path
     raw = {"permissions": {"type": "disabled"}, "windowsSandboxLevel": "disabled"}
     plan = prepare_spawn(decode(raw), argv=["true"], cwd=str(tmp_path), env={}, arg0=None)
     assert plan.sandbox_type == "linuxSeccomp"
-    assert plan.preexec_fn is None
+    assert plan.release is None

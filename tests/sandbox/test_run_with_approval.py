@@ -65,7 +65,7 @@ async def test_wait_raises_sandbox_denied_with_exit_code_and_output_tail(
             await proc.wait()
         await proc.wait_closed()
     assert raised.value.exit_code == 2
-    assert b"Permission denied" in raised.value.output_tail
+    assert b"Read-only file system" in raised.value.output_tail
     assert not (tmp_path / "out").exists()
 
 
@@ -83,7 +83,7 @@ async def test_denied_then_approved_command_is_retried_without_the_sandbox(
             env=ENV,
             process_id="approved",
         )
-    assert [(d.exit_code, b"Permission denied" in d.output_tail) for d in approve.asked] == [
+    assert [(d.exit_code, b"Read-only file system" in d.output_tail) for d in approve.asked] == [
         (2, True)
     ]
     assert result == CompletedRun(0, b"wrote\n", b"", sandboxed=False, denial=approve.asked[0])
@@ -106,7 +106,7 @@ async def test_denied_then_refused_command_raises_sandbox_denied(
             )
     assert approve.asked == [raised.value]
     assert raised.value.exit_code == 2
-    assert b"Permission denied" in raised.value.output_tail
+    assert b"Read-only file system" in raised.value.output_tail
     assert not (tmp_path / "out").exists()
 
 

@@ -145,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         "process tree, wait this long each time, then SIGKILL. Default: %(default)s",
     )
     p.add_argument(
+        "--landlock-max-abi",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use at most Landlock ABI N on top of the namespace sandbox (0: no Landlock). "
+        "Default: whatever the kernel offers",
+    )
+    p.add_argument(
         "--no-cgroups",
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
@@ -272,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(args.log_level.upper())
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    if args.landlock_max_abi is not None:
+        from . import sandbox
+
+        sandbox.configure(landlock_max_abi=args.landlock_max_abi)
     config = ServerConfig(
         session_ttl=args.session_ttl,
         retention_bytes=args.retention_bytes,

@@ -223,6 +223,9 @@ class Server:
         cgroups = CgroupManager.create() if self.config.use_cgroups else None
         if cgroups is None:
             log.warning("no usable cgroup v2: tree kill falls back to process groups and /proc")
+        from . import sandbox
+
+        log.info(sandbox.describe())
         self.process_config = ProcessConfig(
             retention_bytes=self.config.retention_bytes,
             closed_retention_s=self.config.closed_retention_s,

@@ -118,10 +118,8 @@ class SpawnSpec:
         "cwd",
         "env",
         "executable",
-        "kill_tree_on_exit",
         "pass_fds",
         "pipe_stdin",
-        "preexec_fn",
         "rows",
         "tty",
     )
@@ -137,9 +135,7 @@ class SpawnSpec:
         pipe_stdin: bool,
         rows: int = 24,
         cols: int = 80,
-        preexec_fn: Callable[[], None] | None = None,
         pass_fds: tuple[int, ...] = (),
-        kill_tree_on_exit: bool = False,
         cleanup: Callable[[], None] | None = None,
     ) -> None:
         self.argv = argv
@@ -151,9 +147,7 @@ class SpawnSpec:
         self.pipe_stdin = pipe_stdin
         self.rows = rows
         self.cols = cols
-        self.preexec_fn = preexec_fn
         self.pass_fds = pass_fds
-        self.kill_tree_on_exit = kill_tree_on_exit
 
 
 class ManagedProcess:
@@ -205,7 +199,6 @@ class ManagedProcess:
         self.writes = WriteLog()
         self._cgroups: CgroupManager | None = None
         self._leaf: str | None = None
-        self._kill_tree_on_exit = False
         self._cleanup: Callable[[], None] | None = None
         self._started_at = 0.0
         self._exit_pending: tuple[int, Any] | None = None
@@ -224,7 +217,6 @@ class ManagedProcess:
     def spawn(self, spec: SpawnSpec, cgroups: CgroupManager | None) -> None:
         """Start the child. Raises OSError (missing program, bad cwd, ...)."""
         self.tty = spec.tty
-        self._kill_tree_on_exit = spec.kill_tree_on_exit
         self._cleanup = spec.cleanup
         self._cgroups = cgroups
         child_fds: list[int] = []
@@ -237,19 +229,10 @@ class ManagedProcess:
                 fcntl.ioctl(
                     slave, termios.TIOCSWINSZ, struct.pack("HHHH", spec.rows, spec.cols, 0, 0)
                 )
-                user_preexec = spec.preexec_fn
-                if user_preexec is None:
-                    preexec: Callable[[], None] = _set_ctty
-                else:
-
-                    def preexec() -> None:
-                        _set_ctty()
-                        user_preexec()
-
                 stdin: int = slave
                 stdout: int = slave
                 stderr: int = slave
-                preexec_fn: Callable[[], None] | None = preexec
+                preexec_fn: Callable[[], None] | None = _set_ctty
             else:
                 out_r, out_w = os.pipe2(os.O_CLOEXEC)
                 err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -267,7 +250,7 @@ class ManagedProcess:
                 else:
                     stdin = subprocess.DEVNULL
                 stdout, stderr = out_w, err_w
-                preexec_fn = spec.preexec_fn
+                preexec_fn = None
             leaf = cgroups.new_leaf() if cgroups is not None else None
             try:
                 if leaf is not None and cgroups is not None:
@@ -469,8 +452,6 @@ class ManagedProcess:
                 "signal": self.signal_name,
             },
         )
-        if self._kill_tree_on_exit:
-            self.kill_tree()
         self._wake()
         self._maybe_close()
 
@@ -489,8 +470,7 @@ class ManagedProcess:
         leaf, cgroups = self._leaf, self._cgroups
         if leaf is not None and cgroups is not None and cgroups.try_remove(leaf):
             self._leaf = None
-        if self._kill_tree_on_exit:
-            self._run_cleanup()  # the tree died with the main process
+        self._run_cleanup()  # a sandboxed tree died with its PID namespace
         self._wake()
         if self._on_closed is not None:
             self._on_closed(self)

@@ -104,15 +104,6 @@ class ProcessTable:
                 raise internal_error(str(exc)) from exc
             except OSError as exc:  # the program could not be resolved
                 raise internal_error(format_os_error(exc)) from exc
-            if plan.kill_tree_on_exit and self._config.cgroups is None:
-                # Without a cgroup, a setsid'd background child cannot be found once the
-                # command has exited, and §8 wants it gone with the command: refuse.
-                if plan.release is not None:
-                    plan.release()
-                raise internal_error(
-                    "sandbox unavailable on this host: missing cgroup v2 (to kill the "
-                    "command's background children when it exits)"
-                )
             sandbox_type = plan.sandbox_type
             executable = plan.executable
             if executable is None:
@@ -131,9 +122,7 @@ class ProcessTable:
                 pipe_stdin=p.pipe_stdin,
                 rows=rows,
                 cols=cols,
-                preexec_fn=plan.preexec_fn,
                 pass_fds=plan.pass_fds,
-                kill_tree_on_exit=plan.kill_tree_on_exit,
                 cleanup=plan.release,
             )
         else:

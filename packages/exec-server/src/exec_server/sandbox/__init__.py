@@ -1,14 +1,13 @@
-"""The Linux sandbox: intent (PROTOCOL.md §8) -> kernel enforcement, and the denial heuristic.
+"""The Linux sandbox: intent (docs/protocol.md, "Sandbox") -> kernel enforcement, and the
+denial heuristic.
 
-Mechanism (all applied by the child to itself between fork and exec, see ``_spawn``):
-Landlock ABI >= 6 for the file system (writes only inside writable roots, symlinks, renames and
-hard links included), TCP, signal and abstract-unix-socket scoping; read-only bind mounts in a
-private mount namespace for ``.git``/``.agents``/``.codex``/``.aws`` inside writable roots;
-seccomp for UDP, raw and non-unix sockets, unix connect/bind, io_uring and foreign syscall ABIs;
-no_new_privs and an empty capability set against privilege regain; close-on-exec for every
-inherited descriptor. Background children are killed with the main process by the spawner
-(``SandboxPlan.kill_tree_on_exit``, through the command's cgroup; without cgroup v2 a sandboxed
-start is refused).
+Mechanism (``_spawn`` has the order and the reasons): a user namespace (none needed when the
+server is root), a mount namespace where the whole host is read-only and only the writable roots
+are writable (``.git``/``.agents``/``.codex``/``.aws`` read-only inside them), a PID namespace
+whose death takes every background child with it, a ``/proc`` of its own; seccomp for the
+network, ptrace, TIOCSTI, setuid/setgid bits, io_uring and foreign syscall ABIs; no_new_privs and
+an empty capability set; Landlock on top with whatever ABI the kernel offers. None of it needs
+privileges or a new kernel: user namespaces exist on every mainstream kernel since 3.8.
 
 A sandbox-denied write by an fs method is reported as EROFS, like the reference's read-only
 mount (see ``_fs``).
@@ -18,7 +17,7 @@ from __future__ import annotations
 
 from ._fs import run_fs_sandboxed
 from ._heuristic import DENIAL_KEYWORDS, is_sandbox_denied
-from ._probe import capabilities
+from ._probe import capabilities, configure, describe, layers
 from ._spawn import SandboxPlan, SandboxType, prepare_spawn
 
 __all__ = [
@@ -26,7 +25,10 @@ __all__ = [
     "SandboxPlan",
     "SandboxType",
     "capabilities",
+    "configure",
+    "describe",
     "is_sandbox_denied",
+    "layers",
     "prepare_spawn",
     "run_fs_sandboxed",
 ]

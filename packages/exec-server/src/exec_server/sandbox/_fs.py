@@ -1,9 +1,14 @@
 """Blocking fs operations under the file-system rules of an intent.
 
-Landlock, no_new_privs and the mount namespace are per thread, so each call runs in a fresh
-thread that restricts itself, runs the operation and exits: a denied write raises the kernel's
-own ``OSError`` and nothing outside the writable roots changes. The network and signal rules do
-not apply to fs methods.
+The mount namespace, no_new_privs and Landlock are per thread, so each call runs in a fresh
+thread that restricts itself, runs the operation and exits: it enters a private mount namespace
+with the same mounts a sandboxed command gets (``_mounts``: the host read-only, the writable roots
+writable, protected paths read-only), hides ``/proc`` under an empty read-only tmpfs (the thread
+is the server: its ``/proc/self`` holds the server's environment and memory), and adds Landlock
+where the kernel has it. A denied write raises the kernel's own ``OSError`` and nothing outside
+the writable roots changes. The network and signal rules do not apply to fs methods. A thread of
+a multi-threaded process can enter a mount namespace only as root; other servers refuse
+sandboxed fs methods with a message saying so.
 
 Error shape: Landlock denies with EACCES, but the reference's sandbox is a read-only mount and
 answers a denied write with EROFS ("Read-only file system", -32603 on the wire), while a denied
@@ -26,15 +31,16 @@ from typing import Any, TypeVar
 from exec_server_protocol.sandbox import SandboxIntent
 
 from ..exceptions import SandboxUnavailable
-from . import _kernel
+from . import _kernel, _probe
 from ._landlock import build_ruleset
 from ._mounts import PLACEHOLDERS, MountPlan, apply_mounts, plan_mounts
 from ._policy import Policy, compile_policy, inside, real_or_normal
-from ._probe import missing_for
 
 __all__ = ["run_fs_sandboxed"]
 
 T = TypeVar("T")
+
+_HIDDEN_PROC = 1 | 2 | 4 | 8  # MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 
 
 async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: Any) -> T:
@@ -51,10 +57,19 @@ async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: A
     if policy is None or not policy.restricts_fs:
         return await asyncio.to_thread(fn, *args)
     fs_policy = replace(policy, network_restricted=False)
-    problem = missing_for(mounts=bool(fs_policy.read_only), fs_method=True)
-    if problem is not None:
-        raise SandboxUnavailable(problem)
-    mounts = plan_mounts(fs_policy.read_only) if fs_policy.read_only else None
+    layers = _probe.layers()
+    if layers.problem is not None:
+        raise SandboxUnavailable(layers.problem)
+    if os.geteuid() != 0:
+        raise SandboxUnavailable(
+            "sandbox unavailable: sandboxed file-system methods need a server running as root "
+            "(a server thread can enter a mount namespace only with CAP_SYS_ADMIN)"
+        )
+    if not fs_policy.read_all and layers.landlock_abi < 1:
+        raise SandboxUnavailable(
+            "sandbox unavailable on this host: restricting reads to some paths needs Landlock"
+        )
+    mounts = plan_mounts(fs_policy)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     try:
@@ -97,29 +112,30 @@ def _write_denied_here(exc: OSError, policy: Policy) -> bool:
     return policy.read_all or any(inside(path, root) for root in policy.readable)
 
 
-def _release(mounts: MountPlan | None) -> None:
-    if mounts is not None:
-        for placeholder in mounts.placeholders:
-            PLACEHOLDERS.release(placeholder)
+def _release(mounts: MountPlan) -> None:
+    for placeholder in mounts.placeholders:
+        PLACEHOLDERS.release(placeholder)
 
 
 def _run_restricted(
     policy: Policy,
-    mounts: MountPlan | None,
+    mounts: MountPlan,
     fn: Callable[..., T],
     args: tuple[Any, ...],
     loop: asyncio.AbstractEventLoop,
     future: asyncio.Future[T],
 ) -> None:
     try:
-        ruleset_fd = build_ruleset(policy)
+        ruleset_fd = build_ruleset(policy, _probe.layers().landlock_abi)
         try:
             _kernel.set_no_new_privs()
-            if mounts is not None:
-                apply_mounts(mounts, new_user_namespace=False)
-            _kernel.landlock_restrict_self(ruleset_fd)
+            apply_mounts(mounts)
+            _kernel.mount(b"tmpfs", b"/proc", _HIDDEN_PROC, b"tmpfs")
+            if ruleset_fd is not None:
+                _kernel.landlock_restrict_self(ruleset_fd)
         finally:
-            os.close(ruleset_fd)
+            if ruleset_fd is not None:
+                os.close(ruleset_fd)
         result = fn(*args)
     except BaseException as exc:
         loop.call_soon_threadsafe(_settle, future, None, exc)

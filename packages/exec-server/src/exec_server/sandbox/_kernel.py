@@ -13,6 +13,9 @@ import struct
 
 __all__ = [
     "ARCH",
+    "CLONE_NEWNS",
+    "CLONE_NEWPID",
+    "CLONE_NEWUSER",
     "SYSCALLS",
     "capset_drop_all",
     "close_range_cloexec",
@@ -37,11 +40,29 @@ _SYS_LANDLOCK_ADD_RULE = 445
 _SYS_LANDLOCK_RESTRICT_SELF = 446
 _SYS_CLOSE_RANGE = 436
 
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+
 _ARCHES: dict[str, dict[str, int]] = {
     "x86_64": {
         "audit_arch": 0xC000003E,
         "capset": 126,
         "seccomp": 317,
+        "ioctl": 16,
+        "ptrace": 101,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "open": 2,
+        "creat": 85,
+        "openat": 257,
+        "openat2": 437,
+        "chmod": 90,
+        "fchmod": 91,
+        "fchmodat": 268,
+        "fchmodat2": 452,
+        "mknod": 133,
+        "mknodat": 259,
         "socket": 41,
         "connect": 42,
         "accept": 43,
@@ -59,6 +80,16 @@ _ARCHES: dict[str, dict[str, int]] = {
         "audit_arch": 0xC00000B7,
         "capset": 91,
         "seccomp": 277,
+        "ioctl": 29,
+        "ptrace": 117,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "openat": 56,
+        "openat2": 437,
+        "fchmod": 52,
+        "fchmodat": 53,
+        "fchmodat2": 452,
+        "mknodat": 33,
         "socket": 198,
         "socketpair": 199,
         "bind": 200,
@@ -174,8 +205,8 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)))
 
 
-def mount(source: bytes | None, target: bytes, flags: int) -> None:
-    _check(_libc.mount(source, target, None, ctypes.c_ulong(flags), None))
+def mount(source: bytes | None, target: bytes, flags: int, fstype: bytes | None = None) -> None:
+    _check(_libc.mount(source, target, fstype, ctypes.c_ulong(flags), None))
 
 
 def write_file(path: str, data: bytes) -> None:

@@ -1,5 +1,13 @@
 """Policy -> a Landlock ruleset (file system, TCP, scopes), created in the parent.
 
+Landlock is the sandbox's second layer: the mount namespace already keeps writes inside the
+writable roots, the PID namespace keeps signals and ptrace inside, seccomp keeps the network out.
+Landlock adds the same rules again where the kernel offers them, using what its ABI has:
+reads (ABI 1; the only layer that can restrict *reads* to a set of paths), writes with renames
+and links (ABI 2; with ABI 1 a handled file system refuses every cross-directory rename, so
+writes are left to the mounts there), truncate (3), TCP (4), signal and abstract-socket
+scoping (6).
+
 The ruleset file descriptor is built before the spawn, so the child only has to call
 ``landlock_restrict_self`` on it. Rights that Landlock checks on the *parent directory* (make,
 remove, refer) cover renames and hard links: both ends must be inside a writable root. Landlock
@@ -15,10 +23,7 @@ import stat
 from . import _kernel
 from ._policy import Policy
 
-__all__ = ["REQUIRED_ABI", "build_ruleset"]
-
-REQUIRED_ABI = 6
-"""Signal and abstract-unix-socket scoping (6), TCP rules (4), truncate (3), refer (2)."""
+__all__ = ["READ", "build_ruleset", "handles_reads"]
 
 _EXECUTE = 1 << 0
 _WRITE_FILE = 1 << 1
@@ -37,6 +42,7 @@ _REFER = 1 << 13
 _TRUNCATE = 1 << 14
 
 _READ = _EXECUTE | _READ_FILE | _READ_DIR
+READ = _READ
 _WRITE = (
     _WRITE_FILE | _REMOVE_DIR | _REMOVE_FILE | _MAKE_CHAR | _MAKE_DIR | _MAKE_REG | _MAKE_SOCK
     | _MAKE_FIFO | _MAKE_BLOCK | _MAKE_SYM | _REFER | _TRUNCATE
@@ -55,21 +61,32 @@ _WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty")
 """Device files every sandboxed command may write (no data leaves through them)."""
 
 
-def build_ruleset(policy: Policy) -> int:
-    """Create the ruleset for ``policy``; the caller owns (and closes) the returned fd.
+def handles_reads(policy: Policy, abi: int) -> bool:
+    return abi >= 1 and not policy.read_all
+
+
+def build_ruleset(policy: Policy, abi: int) -> int | None:
+    """Create the ruleset for ``policy`` with what Landlock ``abi`` offers; the caller owns (and
+    closes) the returned fd. ``None``: nothing for Landlock to add.
 
     Raises:
         OSError: Landlock refused the ruleset or a rule.
     """
     handled_fs = 0
-    if not policy.write_all:
-        handled_fs |= _WRITE
-    if not policy.read_all:
+    if abi >= 2 and not policy.write_all:
+        handled_fs |= _WRITE & ~(_TRUNCATE if abi < 3 else 0)
+    if handles_reads(policy, abi):
         handled_fs |= _READ
-    handled_net = _NET_BIND_TCP | _NET_CONNECT_TCP if policy.network_restricted else 0
-    scoped = _SCOPE_SIGNAL
-    if policy.network_restricted:
-        scoped |= _SCOPE_ABSTRACT_UNIX_SOCKET
+    handled_net = 0
+    if abi >= 4 and policy.network_restricted:
+        handled_net = _NET_BIND_TCP | _NET_CONNECT_TCP
+    scoped = 0
+    if abi >= 6:
+        scoped = _SCOPE_SIGNAL
+        if policy.network_restricted:
+            scoped |= _SCOPE_ABSTRACT_UNIX_SOCKET
+    if not (handled_fs or handled_net or scoped):
+        return None
     fd = _kernel.landlock_create_ruleset(handled_fs, handled_net, scoped)
     try:
         grants: list[tuple[str, int]] = []

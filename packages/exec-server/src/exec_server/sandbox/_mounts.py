@@ -1,14 +1,21 @@
-"""Read-only bind mounts over protected paths inside writable roots, in a private mount namespace.
+"""The command's view of the file system, made in a private mount namespace.
 
-Landlock only grants, it cannot carve a read-only hole into a writable tree, so ``.git`` & co are
-protected with the VFS instead: the child enters a new mount namespace (slave of the host's, so
-nothing propagates back) and bind-mounts each protected path onto itself read-only. A mount point
-cannot be renamed or removed, and writes under it fail with EROFS.
+Rules (docs/protocol.md, "Sandbox"): when writes are restricted, every mount of the host is
+remounted read-only in the command's namespace — so nothing outside the writable roots changes,
+metadata (mode, owner, times, extended attributes) included, and a write answers "Read-only file
+system" like the reference's bubblewrap. Each writable root is then bound onto itself and made
+writable again, and inside it ``.git``/``.agents``/``.codex``/``.aws`` (and read entries that lie
+in a root) are bound read-only over themselves. A mount point cannot be renamed or removed.
 
-A path that does not exist yet cannot be mounted over, so (as the reference does) an empty
-directory is created as a placeholder for the command's lifetime and removed afterwards (just
-after, by a worker thread) if still empty and no other live sandbox uses it. Inside the sandbox
-creating it fails (EEXIST/EROFS).
+Mount flags a less privileged user namespace inherits locked (nosuid, nodev, noexec, atime) are
+preserved on every remount; propagation is private, so nothing a host mounts later shows up
+writable inside. Mounts the server cannot reach (a path it has no search permission for) are
+left alone: the command, with the same uid and no capabilities, cannot reach them either.
+
+A protected path that does not exist yet cannot be mounted over, so (as the reference does) an
+empty directory is created as a placeholder for the command's lifetime and removed afterwards
+(just after, by a worker thread) if still empty and no other live sandbox uses it. Inside the
+sandbox creating it fails (EEXIST/EROFS).
 """
 
 from __future__ import annotations
@@ -16,44 +23,47 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import threading
 from dataclasses import dataclass
 
 from . import _kernel
+from ._policy import Policy
 
-__all__ = ["PLACEHOLDERS", "MountPlan", "apply_mounts", "mount_steps", "plan_mounts"]
+__all__ = [
+    "PLACEHOLDERS",
+    "MountPlan",
+    "apply_mounts",
+    "host_mounts",
+    "plan_mounts",
+]
 
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWUSER = 0x10000000
-_MS_RDONLY = 1
-_MS_NOSUID = 2
-_MS_NODEV = 4
-_MS_NOEXEC = 8
-_MS_REMOUNT = 32
-_MS_NOATIME = 1024
-_MS_NODIRATIME = 2048
-_MS_BIND = 4096
-_MS_REC = 1 << 14
-_MS_SLAVE = 1 << 19
-_MS_RELATIME = 1 << 21
-_ST_TO_MS = (
-    (os.ST_NOSUID, _MS_NOSUID),
-    (os.ST_NODEV, _MS_NODEV),
-    (os.ST_NOEXEC, _MS_NOEXEC),
-    (os.ST_NOATIME, _MS_NOATIME),
-    (os.ST_NODIRATIME, _MS_NODIRATIME),
-    (os.ST_RELATIME, _MS_RELATIME),
-)
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 1 << 14
+MS_PRIVATE = 1 << 18
+_OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+_ST_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC))
+
+MountStep = tuple[bytes | None, bytes, int]
+"""``mount(source, target, NULL, flags, NULL)``; ``source`` None for a remount."""
 
 
 @dataclass(frozen=True, slots=True)
 class MountPlan:
-    """What the child mounts. ``targets``: (path, remount flags) for each read-only bind."""
+    """The mount syscalls of one command, and the placeholders it holds.
 
-    targets: tuple[tuple[bytes, int], ...]
+    Attributes:
+        steps: in order, after entering the mount namespace.
+        placeholders: directories created for this plan (``PLACEHOLDERS.release`` each).
+    """
+
+    steps: tuple[MountStep, ...]
     placeholders: tuple[str, ...]
-    uid: int
-    gid: int
 
 
 class _Placeholders:
@@ -137,39 +147,6 @@ class _Placeholders:
             os.rmdir(path)
 
 
-PLACEHOLDERS = _Placeholders()
-atexit.register(PLACEHOLDERS.flush)
-
-
-def plan_mounts(read_only: tuple[str, ...]) -> MountPlan | None:
-    """Create placeholders for missing paths and list the mounts; ``None`` if nothing to mount.
-
-    The caller must ``PLACEHOLDERS.release`` every path in ``placeholders`` when done.
-    """
-    targets: list[tuple[bytes, int]] = []
-    placeholders: list[str] = []
-    try:
-        for path in read_only:
-            target, ours = PLACEHOLDERS.hold(path)
-            if target is None:
-                target = os.path.realpath(path)
-            elif ours:
-                placeholders.append(target)
-            flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY
-            mount_flags = os.statvfs(target).f_flag
-            for st_flag, ms_flag in _ST_TO_MS:
-                if mount_flags & st_flag:
-                    flags |= ms_flag
-            targets.append((os.fsencode(target), flags))
-    except BaseException:
-        for placeholder in placeholders:
-            PLACEHOLDERS.release(placeholder)
-        raise
-    if not targets:
-        return None
-    return MountPlan(tuple(targets), tuple(placeholders), os.geteuid(), os.getegid())
-
-
 def _first_missing(path: str) -> str | None:
     """The first component of ``path`` that does not exist (``None`` if it all exists).
 
@@ -183,43 +160,88 @@ def _first_missing(path: str) -> str | None:
     return first or path
 
 
-MountStep = tuple[str | bytes | int, ...]
+PLACEHOLDERS = _Placeholders()
+atexit.register(PLACEHOLDERS.flush)
 
 
-def mount_steps(plan: MountPlan, *, userns: bool) -> list[MountStep]:
-    """The syscalls that set the mounts up, as ``(name, *args)``; ``bytes`` are C strings.
+_host_cache: tuple[bytes, tuple[MountStep, ...]] = (b"", ())
 
-    ``("write_file", path, content)`` stands for open + write + close.
+
+def _unescape(field: bytes) -> bytes:
+    """Undo mountinfo's octal escapes (``\\040`` for a space)."""
+    return re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), field)
+
+
+def host_mounts() -> tuple[MountStep, ...]:
+    """Remount steps making every reachable mount of this namespace read-only (cached until
+    the mount table changes)."""
+    global _host_cache
+    with open("/proc/self/mountinfo", "rb") as file:
+        table = file.read()
+    if table == _host_cache[0]:
+        return _host_cache[1]
+    steps: dict[bytes, MountStep] = {}
+    for line in table.splitlines():
+        fields = line.split(b" ")
+        if len(fields) < 6:
+            continue
+        target = _unescape(fields[4])
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for option in fields[5].split(b","):
+            flags |= _OPTION_FLAGS.get(option.decode("ascii", "replace"), 0)
+        try:
+            os.stat(target)
+        except OSError:
+            continue  # unreachable for us, so for the command too
+        steps[target] = (None, target, flags)
+    result = tuple(steps.values())
+    _host_cache = (table, result)
+    return result
+
+
+def _mount_flags(path: str) -> int:
+    found = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _ST_FLAGS if found & st)
+
+
+def plan_mounts(policy: Policy) -> MountPlan:
+    """Plan the mounts of ``policy``, creating placeholders for missing protected paths.
+
+    The caller must ``PLACEHOLDERS.release`` every path in ``placeholders`` when done.
     """
-    steps: list[MountStep] = []
-    if userns:
-        steps.append(("unshare", _CLONE_NEWUSER | _CLONE_NEWNS))
-        steps.append(("write_file", b"/proc/self/setgroups", b"deny"))
-        steps.append(("write_file", b"/proc/self/uid_map", b"%d %d 1" % (plan.uid, plan.uid)))
-        steps.append(("write_file", b"/proc/self/gid_map", b"%d %d 1" % (plan.gid, plan.gid)))
-    else:
-        steps.append(("unshare", _CLONE_NEWNS))
-    steps.append(("mount", 0, b"/", 0, _MS_REC | _MS_SLAVE, 0))
-    for target, flags in plan.targets:
-        steps.append(("mount", target, target, 0, _MS_BIND | _MS_REC, 0))
-        steps.append(("mount", 0, target, 0, flags, 0))
-    return steps
+    steps: list[MountStep] = [(None, b"/", MS_REC | MS_PRIVATE)]
+    placeholders: list[str] = []
+    if policy.write_all:
+        return MountPlan(tuple(steps), ())
+    steps += host_mounts()
+    try:
+        for root in policy.writable:
+            flags = _mount_flags(root)
+            if os.statvfs(root).f_flag & os.ST_RDONLY:
+                continue  # read-only on the host already: nothing to give back
+            target = os.fsencode(root)
+            steps.append((target, target, MS_BIND | MS_REC))
+            steps.append((None, target, MS_REMOUNT | MS_BIND | flags))
+        for path in policy.read_only:
+            target_path, ours = PLACEHOLDERS.hold(path)
+            if target_path is None:
+                target_path = os.path.realpath(path)
+            elif ours:
+                placeholders.append(target_path)
+            target = os.fsencode(target_path)
+            flags = _mount_flags(target_path) | MS_REMOUNT | MS_BIND | MS_RDONLY
+            steps.append((target, target, MS_BIND | MS_REC))
+            steps.append((None, target, flags))
+    except BaseException:
+        for placeholder in placeholders:
+            PLACEHOLDERS.release(placeholder)
+        raise
+    return MountPlan(tuple(steps), tuple(placeholders))
 
 
-def apply_mounts(plan: MountPlan, *, new_user_namespace: bool) -> None:
-    """Enter a private mount namespace and make each target read-only (in the calling task).
-
-    Args:
-        plan: from ``plan_mounts``.
-        new_user_namespace: also enter a user namespace (needed when not root); only possible
-            in a single-threaded process, i.e. the forked child.
-    """
-    for step in mount_steps(plan, userns=new_user_namespace):
-        name, *args = step
-        if name == "unshare":
-            _kernel.unshare(int(args[0]))
-        elif name == "write_file":
-            _kernel.write_file(os.fsdecode(args[0]), bytes(args[1]))  # type: ignore[arg-type]  # a C string
-        else:
-            source, target, _, flags, _ = args
-            _kernel.mount(source if isinstance(source, bytes) else None, bytes(target), int(flags))  # type: ignore[arg-type]  # a C string
+def apply_mounts(plan: MountPlan) -> None:
+    """Enter a private mount namespace and apply ``plan`` (in the calling thread; root only:
+    a thread of a multi-threaded process cannot enter a user namespace)."""
+    _kernel.unshare(_kernel.CLONE_NEWNS)
+    for source, target, flags in plan.steps:
+        _kernel.mount(source, target, flags)

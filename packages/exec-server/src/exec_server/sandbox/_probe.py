@@ -1,4 +1,11 @@
-"""What this host can enforce, probed once per process."""
+"""What this host can enforce, probed once per process: which sandbox layers a command gets.
+
+Layers (see ``_spawn``): a user namespace (skipped when the server is root and the host refuses
+them), mount and PID namespaces, a ``/proc`` of the command's own PID namespace (a container's
+masked ``/proc`` may refuse a new one; the host's then stays, read-only), the seccomp filter, and
+Landlock with whatever ABI the kernel has (capped by ``configure(landlock_max_abi=...)``).
+The namespaces are probed by running ``true`` through the real helper.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,44 @@ import functools
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import _kernel
-from ._landlock import REQUIRED_ABI
+from ._helper import HELPER_ARCH
 from ._seccomp import build_filter
 
-__all__ = ["capabilities", "landlock_abi", "missing_for"]
+__all__ = ["Layers", "capabilities", "configure", "describe", "layers"]
 
-_CLONE_NEWNS = 0x00020000
+_settings = {"landlock_max_abi": 99}
 
 
-@functools.cache
-def landlock_abi() -> int:
-    return _kernel.landlock_abi()
+def configure(*, landlock_max_abi: int | None = None) -> None:
+    """Operator settings, applied before the first probe (the server's CLI calls this)."""
+    if landlock_max_abi is not None:
+        _settings["landlock_max_abi"] = landlock_max_abi
+    layers.cache_clear()
+    capabilities.cache_clear()
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """What a sandboxed command gets on this host.
+
+    Attributes:
+        problem: why nothing can be sandboxed here (the start is refused), or ``None``.
+        userns: the namespaces are created in a user namespace of their own.
+        own_proc: the command sees a ``/proc`` of its own PID namespace.
+        seccomp: the seccomp filter installs.
+        landlock_abi: the Landlock ABI used on top (0: none).
+        kernel_landlock_abi: what the kernel offers.
+    """
+
+    problem: str | None
+    userns: bool
+    own_proc: bool
+    seccomp: bool
+    landlock_abi: int
+    kernel_landlock_abi: int
 
 
 def _in_throwaway_thread(probe: Callable[[], object]) -> bool:
@@ -44,62 +76,74 @@ def _probe_seccomp() -> None:
     _kernel.seccomp_set_filter(build_filter(network_restricted=True))
 
 
-def _probe_mount_namespace() -> bool:
-    if os.geteuid() == 0:
-        return _in_throwaway_thread(lambda: _kernel.unshare(_CLONE_NEWNS))
-    # A thread of a multi-threaded process cannot enter a user namespace; the forked child can,
-    # if the kernel lets unprivileged users create one.
-    for path, bad in (
-        ("/proc/sys/user/max_user_namespaces", "0"),
-        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
-        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
-    ):
-        try:
-            with open(path) as file:
-                if file.read().strip() == bad:
-                    return False
-        except OSError:
-            continue
-    return True
+@functools.cache
+def layers() -> Layers:
+    """Probe the host once (a few milliseconds: up to four runs of ``true``)."""
+    from ._spawn import probe_namespaces
+
+    kernel_abi = _kernel.landlock_abi()
+    abi = min(kernel_abi, _settings["landlock_max_abi"])
+    if _kernel.ARCH != HELPER_ARCH:
+        problem = f"the spawn helper exists for {HELPER_ARCH} only, this is {_kernel.ARCH}"
+        return Layers(
+            f"sandbox unavailable on this host: {problem}", False, False, False, abi, kernel_abi
+        )
+    seccomp = _in_throwaway_thread(_probe_seccomp)
+    if not seccomp:
+        return Layers(
+            "sandbox unavailable on this host: missing seccomp filtering",
+            False, False, False, abi, kernel_abi,
+        )  # fmt: skip
+    root = os.geteuid() == 0
+    failures: list[str] = []
+    for userns in (True, False) if root else (True,):
+        for own_proc in (True, False):
+            failure = probe_namespaces(userns=userns, own_proc=own_proc)
+            if failure is None:
+                return Layers(None, userns, own_proc, True, abi, kernel_abi)
+            failures.append(failure)
+    need = "user namespaces" if not root else "mount and PID namespaces"
+    return Layers(
+        f"sandbox unavailable on this host: missing {need} (the kernel refused to create them: "
+        f"{failures[0]})",
+        False, False, True, abi, kernel_abi,
+    )  # fmt: skip
+
+
+def describe() -> str:
+    """One line for the log at start: the layers a sandboxed command gets here."""
+    found = layers()
+    if found.problem is not None:
+        return found.problem
+    parts = [
+        ("user, " if found.userns else "") + "mount and PID namespaces",
+        "own /proc" if found.own_proc else "the host's /proc (read-only)",
+        "seccomp",
+        f"Landlock ABI {found.landlock_abi}" if found.landlock_abi else "no Landlock",
+    ]
+    if found.landlock_abi < found.kernel_landlock_abi:
+        parts[-1] += f" (kernel offers {found.kernel_landlock_abi})"
+    return "sandbox layers: " + ", ".join(parts)
 
 
 @functools.cache
 def capabilities() -> dict[str, bool]:
-    """What this host can enforce (probed once).
+    """The layers as booleans (for ``environment/info`` and the tests).
 
     Returns:
-        ``landlock`` (ABI >= 1), ``landlockNetwork`` (ABI >= 4), ``landlockScopes`` (ABI >= 6),
-        ``seccomp`` (a filter installs and the syscall table is known), ``mountNamespace``
-        (protected paths can be mounted read-only), ``sandbox`` (all of it: what a sandboxed
-        start needs), ``sandboxFs`` (what a sandboxed fs method needs).
+        ``sandbox`` (a sandboxed start can run), ``userNamespace``, ``ownProc``, ``seccomp``,
+        ``landlock`` (ABI >= 1 in use), ``landlockNetwork`` (>= 4), ``landlockScopes`` (>= 6),
+        ``sandboxFs`` (a sandboxed fs method can run).
     """
-    abi = landlock_abi()
-    seccomp = _kernel.ARCH is not None and _in_throwaway_thread(_probe_seccomp)
-    mount_ns = _probe_mount_namespace()
+    found = layers()
+    ok = found.problem is None
     return {
-        "landlock": abi >= 1,
-        "landlockNetwork": abi >= 4,
-        "landlockScopes": abi >= 6,
-        "seccomp": seccomp,
-        "mountNamespace": mount_ns,
-        "sandbox": abi >= REQUIRED_ABI and seccomp and mount_ns,
-        "sandboxFs": abi >= REQUIRED_ABI and mount_ns and os.geteuid() == 0,
+        "sandbox": ok,
+        "userNamespace": ok and found.userns,
+        "ownProc": ok and found.own_proc,
+        "seccomp": found.seccomp,
+        "landlock": found.landlock_abi >= 1,
+        "landlockNetwork": found.landlock_abi >= 4,
+        "landlockScopes": found.landlock_abi >= 6,
+        "sandboxFs": ok and os.geteuid() == 0,
     }
-
-
-def missing_for(*, mounts: bool, fs_method: bool = False) -> str | None:
-    """A sentence naming what the host lacks for this kind of sandbox, or ``None``."""
-    caps = capabilities()
-    missing: list[str] = []
-    abi = landlock_abi()
-    if abi < REQUIRED_ABI:
-        missing.append(f"Landlock ABI {REQUIRED_ABI} (kernel offers {abi or 'no Landlock'})")
-    if not fs_method and not caps["seccomp"]:
-        missing.append(f"seccomp filtering on {_kernel.ARCH or 'this architecture'}")
-    if mounts and not caps["mountNamespace"]:
-        missing.append("mount namespaces (to keep .git/.agents/.codex/.aws read-only)")
-    if mounts and fs_method and os.geteuid() != 0:
-        missing.append("root (a server thread can only enter a mount namespace as root)")
-    if not missing:
-        return None
-    return "sandbox unavailable on this host: missing " + ", ".join(missing)

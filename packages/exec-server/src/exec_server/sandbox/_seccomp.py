@@ -5,6 +5,12 @@ The filter complements Landlock where Landlock has no rule (PROTOCOL.md §8):
 - any architecture other than the native one (i386 ``int 0x80``, x32) kills the process, so the
   syscall numbers below cannot be sidestepped;
 - ``io_uring_*`` fail with EPERM in every sandbox (io_uring would bypass socket filters);
+- ``ptrace``, ``process_vm_readv``/``writev`` and the ``TIOCSTI`` ioctl (typing into a terminal
+  the command shares with others) fail with EPERM, as in the reference;
+- no setuid or setgid file can be made, in the writable roots either (as Flatpak's filter):
+  ``chmod``-family calls, and ``open``/``creat``/``mknod``-family calls whose mode carries
+  ``S_ISUID`` or ``S_ISGID`` fail with EPERM; ``openat2`` (whose mode seccomp cannot read)
+  answers ENOSYS, so C libraries fall back to ``openat``;
 - with restricted network: ``socket``/``socketpair`` only for AF_UNIX stream or seqpacket
   sockets (no AF_INET/AF_INET6 at all, so no UDP and no raw sockets; no unix datagram sockets,
   whose ``sendmsg`` can name any path), and ``connect``, ``bind``, ``listen``, ``accept``,
@@ -26,12 +32,14 @@ __all__ = ["build_filter"]
 _LD_W_ABS = 0x20
 _JEQ_K = 0x15
 _JGE_K = 0x35
+_JSET_K = 0x45
 _AND_K = 0x54
 _RET_K = 0x06
 
 _RET_ALLOW = 0x7FFF0000
 _RET_KILL_PROCESS = 0x80000000
 _RET_ERRNO_EPERM = 0x00050000 | 1
+_RET_ERRNO_ENOSYS = 0x00050000 | 38
 
 _OFF_NR = 0
 _OFF_ARCH = 4
@@ -47,6 +55,11 @@ _AF_VSOCK = 40
 _SOCK_STREAM = 1
 _SOCK_SEQPACKET = 5
 _SOCK_TYPE_MASK = 0xF
+_TIOCSTI = 0x5412
+_SET_ID_BITS = 0o6000
+_MODE_ARG = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "open": 2, "creat": 1,
+             "openat": 3, "mknod": 1, "mknodat": 2}  # fmt: skip
+"""Which argument of each call carries a file mode."""
 
 
 @dataclass
@@ -98,7 +111,10 @@ def build_filter(*, network_restricted: bool) -> bytes:
     Raises:
         KeyError: the machine's syscall table is unknown (checked by ``capabilities()``).
     """
-    denied = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
+    denied = [
+        "io_uring_setup", "io_uring_enter", "io_uring_register",
+        "ptrace", "process_vm_readv", "process_vm_writev",
+    ]  # fmt: skip
     if network_restricted:
         denied += ["connect", "bind", "listen", "accept", "accept4", "sendmmsg"]
     p: list[_Op | _Jump | str] = [
@@ -109,12 +125,28 @@ def build_filter(*, network_restricted: bool) -> bytes:
     ]
     p += [_Jump(_JEQ_K, SYSCALLS[name], "deny", None) for name in denied]
     p += [
+        _Jump(_JEQ_K, SYSCALLS["openat2"], "nosys", None),
+        _Jump(_JEQ_K, SYSCALLS["ioctl"], "ioctl", None),
         _Jump(_JEQ_K, SYSCALLS["socket"], "socket", None),
         _Jump(_JEQ_K, SYSCALLS["socketpair"], "socket", None),
     ]
+    modes = [(name, arg) for name, arg in _MODE_ARG.items() if name in SYSCALLS]
+    p += [_Jump(_JEQ_K, SYSCALLS[name], f"mode{arg}", None) for name, arg in modes]
     if network_restricted:
         p += [_Jump(_JEQ_K, SYSCALLS["sendto"], "sendto", None)]
-    p += [_Op(_RET_K, _RET_ALLOW), "socket", _Op(_LD_W_ABS, _off_arg_low(0))]
+    p += [_Op(_RET_K, _RET_ALLOW)]
+    for arg in sorted({arg for _, arg in modes}):
+        p += [
+            f"mode{arg}",
+            _Op(_LD_W_ABS, _off_arg_low(arg)),
+            _Jump(_JSET_K, _SET_ID_BITS, "deny", "allow"),
+        ]
+    p += [
+        "ioctl",
+        _Op(_LD_W_ABS, _off_arg_low(1)),
+        _Jump(_JEQ_K, _TIOCSTI, "deny", "allow"),
+    ]
+    p += ["socket", _Op(_LD_W_ABS, _off_arg_low(0))]
     if network_restricted:
         p += [
             _Jump(_JEQ_K, _AF_UNIX, None, "deny"),
@@ -136,6 +168,8 @@ def build_filter(*, network_restricted: bool) -> bytes:
         _Op(_RET_K, _RET_ALLOW),
         "deny",
         _Op(_RET_K, _RET_ERRNO_EPERM),
+        "nosys",
+        _Op(_RET_K, _RET_ERRNO_ENOSYS),
         "kill",
         _Op(_RET_K, _RET_KILL_PROCESS),
     ]

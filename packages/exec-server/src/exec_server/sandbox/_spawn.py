@@ -1,17 +1,26 @@
-"""Intent -> a spawn plan: the child applies the sandbox to itself between fork and exec.
+"""Intent -> a spawn plan: the helper (``_helper``) builds the command's world and execs it.
 
-In the child, in this order (each step needs the one before, none needs the ones after):
+What the helper does, in this order (each step needs the one before):
+
 1. ``no_new_privs`` — nothing exec'd can gain privileges (setuid bits, file capabilities).
-2. If something must stay read-only inside a writable root: a private mount namespace with
-   read-only binds (``_mounts``) — mounting needs the privileges dropped below.
-3. ``landlock_restrict_self`` on a ruleset built in the parent (fs, TCP, signal and
-   abstract-socket scoping; ptrace of tasks outside the domain is denied by Landlock itself).
-4. Drop every capability (an exec can't regain them under no_new_privs, not even as uid 0).
-5. The seccomp filter (``_seccomp``).
-6. Mark every descriptor above stdio close-on-exec.
+2. ``unshare`` a user namespace (mapping only the server's own uid and gid; not needed, and
+   skipped, when the server is root and the host refuses user namespaces), a mount namespace
+   and a PID namespace.
+3. The mounts (``_mounts``): the host read-only, writable roots writable again, protected paths
+   read-only inside them.
+4. Fork: the parent stays outside as the *outer waiter* (the process the server started; it
+   ends with the command's own exit status or signal); the child is PID 1 of the new namespace.
+5. PID 1 dies with the outer waiter (``PR_SET_PDEATHSIG``), mounts a ``/proc`` of the new
+   namespace (processes outside are invisible there), and forks the command. As init it reaps
+   orphans, and when the command exits it exits too: the kernel then kills everything the
+   command left behind — tree kill without cgroups.
+6. The command unblocks signals (the two waiters keep them blocked: the server signals the
+   whole process group or cgroup, so the command gets each signal once, directly),
+   ``landlock_restrict_self`` where the kernel has Landlock, drops every capability, installs
+   the seccomp filter (``_seccomp``), closes every descriptor above stdio and execs.
 
-A failing step raises in the child, and ``subprocess`` reports the start as failed: the command
-never runs unsandboxed.
+A failing step makes the helper exit 125 with "sandbox setup failed" on stderr: the command never
+runs unsandboxed.
 """
 
 from __future__ import annotations
@@ -19,25 +28,36 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import struct
+import subprocess
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from exec_server_protocol.sandbox import SandboxIntent
 
 from ..exceptions import SandboxUnavailable
-from . import _kernel
-from ._helper import HELPER_ARCH, HelperFile, build_script
-from ._landlock import build_ruleset
-from ._mounts import PLACEHOLDERS, MountPlan, apply_mounts, plan_mounts
+from . import _kernel, _probe
+from ._helper import SCRATCH, HelperFile, Script
+from ._landlock import READ, build_ruleset, handles_reads
+from ._mounts import PLACEHOLDERS, MountPlan, plan_mounts
 from ._policy import Policy, compile_policy
-from ._probe import missing_for
 from ._seccomp import build_filter
 
-__all__ = ["SandboxPlan", "prepare_spawn"]
+__all__ = ["SandboxPlan", "SandboxType", "prepare_spawn", "probe_namespaces"]
 
 SandboxType = Literal["none", "linuxSeccomp"]
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_SIG_BLOCK, _SIG_SETMASK = 0, 2
+_MAP_SHARED_ANONYMOUS_FIXED = 0x01 | 0x20 | 0x10
+_MS_NOSUID_NODEV_NOEXEC = 2 | 4 | 8
+_O_PATH = 0o10000000
+_LANDLOCK_RULE_PATH_BENEATH = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +68,18 @@ class SandboxPlan:
         argv: what to exec (``arg0`` already in place of ``argv[0]``).
         executable: for ``Popen(executable=...)``; ``None`` = ``argv[0]`` looked up on PATH.
         env: the child's environment.
-        preexec_fn: run in the child after setsid/dup2, before exec (after the spawner's own).
         pass_fds: descriptors the child must keep.
-        kill_tree_on_exit: kill the whole tree as soon as the main process exits.
         sandbox_type: the ``sandboxType`` of the start result.
         release: call exactly once when the process and its tree are gone, or when the spawn
-            failed (removes placeholders, closes the ruleset). ``None``: nothing to release.
+            failed (removes placeholders, closes descriptors). ``None``: nothing to release.
     """
 
     argv: list[str]
     executable: str | None
     env: dict[str, str]
-    preexec_fn: Callable[[], None] | None
     pass_fds: tuple[int, ...]
-    kill_tree_on_exit: bool
     sandbox_type: SandboxType
-    release: Callable[[], None] | None = field(default=None)
+    release: Callable[[], None] | None = None
 
 
 def prepare_spawn(
@@ -80,6 +96,7 @@ def prepare_spawn(
         RpcError: -32602 for a malformed intent.
         SandboxUnavailable: the host cannot enforce the intent (the message says what is
             missing); the command must not run.
+        OSError: the program cannot be found or run.
     """
     child_argv = [arg0, *argv[1:]] if arg0 is not None else list(argv)
     executable = argv[0] if arg0 is not None else None
@@ -88,19 +105,19 @@ def prepare_spawn(
         # Like the reference, any sandbox object (even one asking for nothing) reports
         # linuxSeccomp; only a missing one reports none.
         sandbox_type: SandboxType = "none" if intent is None else "linuxSeccomp"
-        return SandboxPlan(child_argv, executable, env, None, (), False, sandbox_type)
-    mounts_needed = bool(policy.read_only)
-    problem = missing_for(mounts=mounts_needed)
-    if problem is not None:
-        raise SandboxUnavailable(problem)
-    setup = _ChildSetup(policy)
-    if not USE_HELPER or _kernel.ARCH != HELPER_ARCH:
-        return SandboxPlan(
-            child_argv, executable, env, setup, (), True, "linuxSeccomp", setup.release
+        return SandboxPlan(child_argv, executable, env, (), sandbox_type)
+    layers = _probe.layers()
+    if layers.problem is not None:
+        raise SandboxUnavailable(layers.problem)
+    if not policy.read_all and layers.landlock_abi < 1:
+        raise SandboxUnavailable(
+            "sandbox unavailable on this host: restricting reads to some paths needs Landlock "
+            "(the kernel offers none)"
         )
+    target = _resolve_program(argv[0], cwd)
+    setup = _Setup(policy, layers)
     try:
-        target = _resolve_program(argv[0], cwd)
-        helper_fd = setup.write_helper()
+        helper_fd = setup.write_helper(userns=layers.userns, own_proc=layers.own_proc)
     except BaseException:
         setup.release()
         raise
@@ -108,16 +125,10 @@ def prepare_spawn(
         ["exec-server-sandbox", target, *child_argv],
         f"/proc/self/fd/{helper_fd}",
         env,
-        None,
         setup.child_fds,
-        True,
         "linuxSeccomp",
         setup.release,
     )
-
-
-USE_HELPER = True
-"""Spawn through the generated helper (vfork-fast) where it exists; else a ``preexec_fn``."""
 
 
 def _resolve_program(program: str, cwd: str) -> str:
@@ -140,57 +151,100 @@ def _resolve_program(program: str, cwd: str) -> str:
     return found
 
 
-class _ChildSetup:
-    """The preexec step. Everything is prepared here, in the parent; the child only applies it."""
+def _build_script(
+    script: Script,
+    *,
+    userns: bool,
+    own_proc: bool,
+    mounts: MountPlan | None,
+    ruleset_fd: int | None,
+    landlock_proc: bool,
+    bpf: bytes | None,
+) -> None:
+    """The helper's records (see the module docstring for the order and the reasons)."""
+    s = script
+    s.call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    flags = _kernel.CLONE_NEWNS | _kernel.CLONE_NEWPID
+    if userns:
+        uid, gid = os.geteuid(), os.getegid()
+        s.call("unshare", flags | _kernel.CLONE_NEWUSER)
+        s.write_file(b"/proc/self/setgroups", b"deny")
+        s.write_file(b"/proc/self/uid_map", b"%d %d 1" % (uid, uid))
+        s.write_file(b"/proc/self/gid_map", b"%d %d 1" % (gid, gid))
+    else:
+        s.call("unshare", flags)
+    for source, target, mount_flags in mounts.steps if mounts is not None else ():
+        s.call("mount", 0 if source is None else s.cstr(source), s.cstr(target), 0, mount_flags, 0)
+    s.call("mmap", SCRATCH, 4096, 3, _MAP_SHARED_ANONYMOUS_FIXED, -1, 0)
+    s.call("rt_sigprocmask", _SIG_BLOCK, s.ref(b"\xff" * 8), 0, 8)
+    s.fork_outer()
+    s.call("prctl", _PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if own_proc:
+        proc = s.cstr(b"/proc")
+        s.call("mount", s.cstr(b"proc"), proc, s.cstr(b"proc"), _MS_NOSUID_NODEV_NOEXEC, 0)
+    s.fork_init()
+    s.call("rt_sigprocmask", _SIG_SETMASK, s.ref(bytes(8)), 0, 8)
+    if ruleset_fd is not None:
+        if landlock_proc:
+            # The new /proc is not the inode the parent granted reads on: grant it here.
+            fd = s.next_fd
+            s.call("openat", -100, s.cstr(b"/proc"), _O_PATH | os.O_CLOEXEC)
+            attr = s.ref(struct.pack("=Qi", READ, fd))
+            s.call("landlock_add_rule", ruleset_fd, _LANDLOCK_RULE_PATH_BENEATH, attr, 0)
+            s.call("close", fd)
+        s.call("landlock_restrict_self", ruleset_fd, 0)
+    s.call("prctl", _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    s.call("capset", s.ref(struct.pack("=Ii", 0x20080522, 0)), s.ref(bytes(24)))
+    if bpf is not None:
+        program = s.ref(bpf)
+        s.call("seccomp", 1, 0, s.ref(struct.pack("=HxxxxxxQ", len(bpf) // 8, program)))
+    s.call("close_range", 3, 0xFFFFFFFF, 0)
 
-    __slots__ = ("_bpf", "_helper_fd", "_lock", "_mounts", "_ruleset_fd", "_userns")
 
-    def __init__(self, policy: Policy) -> None:
+class _Setup:
+    """Everything one sandboxed spawn holds: the ruleset, the helper file, the placeholders."""
+
+    __slots__ = ("_bpf", "_helper_fd", "_lock", "_mounts", "_policy", "_ruleset_fd")
+
+    def __init__(self, policy: Policy, layers: _probe.Layers) -> None:
         self._lock = threading.Lock()
+        self._policy = policy
         self._bpf = build_filter(network_restricted=policy.network_restricted)
-        self._mounts: MountPlan | None = plan_mounts(policy.read_only) if policy.read_only else None
-        self._userns = os.geteuid() != 0
         self._ruleset_fd: int | None = None
         self._helper_fd: int | None = None
+        self._mounts: MountPlan | None = None
         try:
-            self._ruleset_fd = build_ruleset(policy)
+            self._ruleset_fd = build_ruleset(policy, layers.landlock_abi)
         except OSError as exc:
-            self.release()
             raise SandboxUnavailable(
                 f"sandbox unavailable: Landlock refused the rules: {exc}"
             ) from exc
-
-    def __call__(self) -> None:
-        ruleset_fd = self._ruleset_fd
-        if ruleset_fd is None:
-            raise RuntimeError("sandbox plan used after release")
-        _kernel.set_no_new_privs()
-        if self._mounts is not None:
-            apply_mounts(self._mounts, new_user_namespace=self._userns)
-        _kernel.landlock_restrict_self(ruleset_fd)
-        _kernel.capset_drop_all()
-        _kernel.seccomp_set_filter(self._bpf)
-        _kernel.close_range_cloexec(3)
+        try:
+            self._mounts = plan_mounts(policy)
+        except BaseException:
+            self.release()
+            raise
 
     @property
     def child_fds(self) -> tuple[int, ...]:
         """Descriptors the helper needs in the child (it closes them before the final exec)."""
         return tuple(fd for fd in (self._ruleset_fd, self._helper_fd) if fd is not None)
 
-    def write_helper(self) -> int:
+    def write_helper(self, *, userns: bool, own_proc: bool) -> int:
         """Generate the helper for this plan; returns its (read-only) descriptor."""
-        assert self._ruleset_fd is not None
         helper = HelperFile()
         self._helper_fd = helper.fd
-        helper.write(
-            build_script(
-                ruleset_fd=self._ruleset_fd,
-                bpf=self._bpf,
-                mounts=self._mounts,
-                userns=self._userns,
-                child_fds=self.child_fds,
-            )
+        script = Script(self.child_fds)
+        _build_script(
+            script,
+            userns=userns,
+            own_proc=own_proc,
+            mounts=self._mounts,
+            ruleset_fd=self._ruleset_fd,
+            landlock_proc=own_proc and handles_reads(self._policy, _probe.layers().landlock_abi),
+            bpf=self._bpf,
         )
+        helper.write(script)
         return helper.fd
 
     def release(self) -> None:
@@ -203,3 +257,41 @@ class _ChildSetup:
         if mounts is not None:
             for placeholder in mounts.placeholders:
                 PLACEHOLDERS.release(placeholder)
+
+
+def probe_namespaces(*, userns: bool, own_proc: bool) -> str | None:
+    """Run ``true`` in the namespaces the helper makes (no mounts, no filters).
+
+    Returns:
+        ``None`` when it worked, else what the helper printed (or why it could not start).
+    """
+    program = shutil.which("true") or "/bin/true"
+    helper = HelperFile()
+    try:
+        script = Script((helper.fd,))
+        _build_script(
+            script,
+            userns=userns,
+            own_proc=own_proc,
+            mounts=None,
+            ruleset_fd=None,
+            landlock_proc=False,
+            bpf=None,
+        )
+        helper.write(script)
+        result = subprocess.run(
+            ["exec-server-sandbox", program, "true"],
+            executable=f"/proc/self/fd/{helper.fd}",
+            pass_fds=(helper.fd,),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return str(exc)
+    finally:
+        os.close(helper.fd)
+    if result.returncode == 0:
+        return None
+    return result.stderr.decode(errors="replace").strip() or f"exit {result.returncode}"
