@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -60,6 +61,9 @@ class World:
     abstract: socket.socket
     abstract_name: str
     victim: subprocess.Popen[bytes]
+    py: str = PY
+    """The interpreter commands of this world's account run."""
+    uid: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fmt(self, command: str) -> str:
@@ -71,7 +75,7 @@ class World:
             unix=self.outside / "listen.sock",
             abstract=self.abstract_name,
             victim=self.victim.pid,
-            py=PY,
+            py=self.py,
         )
 
 
@@ -108,14 +112,34 @@ class Case:
     command: str
     escaped: Callable[[World], bool]
     """Checked from outside after the command exited."""
-    denied: bool = True
-    """What the §8 heuristic must say for the blocked (sandboxed) run."""
+    denied: bool | None = True
+    """What the §8 heuristic must say for the blocked (sandboxed) run; ``None`` when the layer
+    that refuses first decides the message (then only the verdict's agreement with the
+    heuristic is checked)."""
     intent: str = "workspace-write"
 
 
 def _exists(relative: str) -> Callable[[World], bool]:
     def check(w: World) -> bool:
         return os.path.lexists(w.fmt(relative))
+
+    return check
+
+
+def _tool_changed(w: World) -> bool:
+    """Whether the outside file's mode, times or extended attributes changed."""
+    st = os.stat(w.outside / "tool")
+    return (
+        stat.S_IMODE(st.st_mode) != 0o755
+        or st.st_mtime != 1_000_000_000
+        or bool(os.listxattr(w.outside / "tool"))
+    )
+
+
+def _set_id_bit(name: str, bit: int) -> Callable[[World], bool]:
+    def check(w: World) -> bool:
+        path = w.root / name
+        return path.exists() and bool(path.stat().st_mode & bit)
 
     return check
 
@@ -135,7 +159,10 @@ CASES = [
         "echo pwned > {root}/.git/config",
         lambda w: (w.root / ".git" / "config").read_text() != "original",
     ),
-    Case("rename .git away", "mv {root}/.git {root}/g", _exists("{root}/g")),
+    # Where Landlock (ABI >= 2) handles writes it refuses first ("Permission denied"); where the
+    # mounts alone do, a mount point answers "Device or resource busy" and a placeholder
+    # directory "Is a directory", as with the reference's bubblewrap.
+    Case("rename .git away", "mv {root}/.git {root}/g", _exists("{root}/g"), denied=None),
     *[
         Case(
             f"create {name} inside the root",
@@ -149,6 +176,7 @@ CASES = [
             f"create {name} as a file",
             f"echo x > {{root}}/{name}",
             lambda w, n=name: (w.root / n).is_file(),
+            denied=None,
         )
         for name in PROTECTED[1:]
     ],
@@ -203,6 +231,28 @@ CASES = [
         " r=ctypes.CDLL(None, use_errno=True).syscall(425, 4, p);"
         ' sys.exit(0 if r >= 0 else print("io_uring: Operation not permitted") or 1)\'',
         lambda w: w.extra["last_rc"] == 0,
+    ),
+    *[
+        Case(f"{what} under {intent}", command, _tool_changed, intent=intent)
+        for intent in ("workspace-write", "read-only")
+        for what, command in (
+            ("chmod setuid a file outside the roots", "chmod 4755 {out}/tool"),
+            ("touch a file outside the roots", "touch -d 2001-01-01 {out}/tool"),
+            (
+                "set an extended attribute outside the roots",
+                '{py} -c \'import os; os.setxattr("{out}/tool", "user.pwned", b"1")\'',
+            ),
+        )
+    ],
+    Case(
+        "make a setuid copy inside the workspace",
+        "cp {root}/a {root}/suid && chmod 4755 {root}/suid",
+        _set_id_bit("suid", stat.S_ISUID),
+    ),
+    Case(
+        "make a setgid copy inside the workspace",
+        "cp {root}/a {root}/sgid && chmod g+s {root}/sgid",
+        _set_id_bit("sgid", stat.S_ISGID),
     ),
     Case(
         "write anywhere under a read-only intent",

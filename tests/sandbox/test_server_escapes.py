@@ -124,8 +124,10 @@ async def test_sandboxed_command_started_through_the_server_cannot_escape(
     assert r.sandbox_type == "linuxSeccomp"
     assert not case.escaped(world), f"escaped: rc={r.exit_code} output={r.output!r}"
     assert r.exit_code != 0, r.output
-    assert is_sandbox_denied(r.exit_code, r.output) is case.denied, r.output
-    assert _verdicts(r) == [case.denied] * 3, r.output
+    verdict = is_sandbox_denied(r.exit_code, r.output)
+    if case.denied is not None:
+        assert verdict is case.denied, r.output
+    assert _verdicts(r) == [verdict] * 3, r.output
     assert r.read["closed"] and r.read_after_exit["closed"]
     await wait_until(lambda: no_placeholders(world.root), timeout=TIMEOUT)
 

@@ -16,11 +16,16 @@ class ServerProcess:
     """``async with ServerProcess(*extra_args) as s: s.url``; stderr is kept in ``s.stderr``."""
 
     def __init__(
-        self, *args: str, command: list[str] | None = None, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
     ) -> None:
         self.command = command or [sys.executable, "-m", "exec_server"]
         self.args = list(args)
         self.env = env
+        self.cwd = cwd
         self.url = ""
         self.proc: asyncio.subprocess.Process | None = None
         self.stderr = bytearray()
@@ -41,6 +46,7 @@ class ServerProcess:
             stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL,
             env=self.env,
+            cwd=self.cwd,
         )
         assert self.proc.stdout is not None
         assert self.proc.stderr is not None
