@@ -17,6 +17,7 @@ import errno
 import fcntl
 import logging
 import os
+import platform
 import signal
 import struct
 import subprocess
@@ -38,6 +39,8 @@ from exec_server_protocol.process import (
 )
 
 from ..exceptions import invalid_request
+from ..sandbox import _helper
+from ..sandbox._spawn import resolve_program
 from .ring import OutputRing
 from .tree import CgroupManager, kill_descendants
 from .writes import WriteLog
@@ -108,6 +111,50 @@ def _set_ctty() -> None:
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
+def _joining(
+    spec: SpawnSpec, leaf: str, preexec_fn: Callable[[], None] | None
+) -> tuple[SpawnSpec, Callable[[], None] | None]:
+    """``spec`` changed so that the child enters ``leaf`` before it execs the command.
+
+    The server never enters a command's cgroup itself: on x86-64 a generated helper (the
+    sandbox's, with only the join in its script) writes to the leaf's ``cgroup.procs`` and
+    execs the command, which keeps the vfork path; elsewhere a ``preexec_fn`` does it.
+    """
+    procs = os.path.join(leaf, "cgroup.procs")
+    assert spec.executable is not None
+    # Once the helper runs, a failing exec is only an exit status: find those errors now.
+    resolve_program(spec.executable, spec.cwd)
+    if platform.machine() != _helper.HELPER_ARCH:
+
+        def join() -> None:
+            with open(procs, "wb", buffering=0) as file:
+                file.write(b"0")
+            if preexec_fn is not None:
+                preexec_fn()
+
+        return spec, join
+    helper = _helper.HelperFile()
+    script = _helper.Script((helper.fd,))
+    script.write_file(os.fsencode(procs), b"0")
+    script.call("close", helper.fd)
+    helper.write(script)
+    joined = SpawnSpec(
+        argv=["exec-server-spawn", spec.executable, *spec.argv],
+        executable=f"/proc/self/fd/{helper.fd}",
+        cwd=spec.cwd,
+        env=spec.env,
+        tty=spec.tty,
+        pipe_stdin=spec.pipe_stdin,
+        rows=spec.rows,
+        cols=spec.cols,
+        pass_fds=(*spec.pass_fds, helper.fd),
+        cleanup=spec.cleanup,
+        joins_leaf=True,
+        helper_fds=(helper.fd,),
+    )
+    return joined, preexec_fn
+
+
 class SpawnSpec:
     """Everything needed to start the child, already resolved."""
 
@@ -118,6 +165,8 @@ class SpawnSpec:
         "cwd",
         "env",
         "executable",
+        "helper_fds",
+        "joins_leaf",
         "pass_fds",
         "pipe_stdin",
         "rows",
@@ -137,9 +186,15 @@ class SpawnSpec:
         cols: int = 80,
         pass_fds: tuple[int, ...] = (),
         cleanup: Callable[[], None] | None = None,
+        joins_leaf: bool = False,
+        helper_fds: tuple[int, ...] = (),
     ) -> None:
         self.argv = argv
         self.cleanup = cleanup
+        self.joins_leaf = joins_leaf
+        """The executable (the sandbox helper) enters the cgroup leaf itself."""
+        self.helper_fds = helper_fds
+        """Descriptors of the parent to close once the child started."""
         self.executable = executable
         self.cwd = cwd
         self.env = env
@@ -214,11 +269,12 @@ class ManagedProcess:
 
     # ------------------------------------------------------------------ spawn
 
-    def spawn(self, spec: SpawnSpec, cgroups: CgroupManager | None) -> None:
-        """Start the child. Raises OSError (missing program, bad cwd, ...)."""
+    def spawn(self, spec: SpawnSpec, cgroups: CgroupManager | None, leaf: str | None) -> None:
+        """Start the child (in ``leaf``, a cgroup of ``cgroups``, when given). Raises OSError
+        (missing program, bad cwd, ...); the caller discards ``leaf`` then."""
         self.tty = spec.tty
         self._cleanup = spec.cleanup
-        self._cgroups = cgroups
+        self._cgroups = cgroups if leaf is not None else None
         child_fds: list[int] = []
         parent_fds: list[int] = []
         try:
@@ -251,17 +307,13 @@ class ManagedProcess:
                     stdin = subprocess.DEVNULL
                 stdout, stderr = out_w, err_w
                 preexec_fn = None
-            leaf = cgroups.new_leaf() if cgroups is not None else None
+            if leaf is not None and not spec.joins_leaf:
+                spec, preexec_fn = _joining(spec, leaf, preexec_fn)
             try:
-                if leaf is not None and cgroups is not None:
-                    with cgroups.spawning_into(leaf):
-                        popen = self._popen_child(spec, stdin, stdout, stderr, preexec_fn)
-                else:
-                    popen = self._popen_child(spec, stdin, stdout, stderr, preexec_fn)
-            except BaseException:
-                if leaf is not None and cgroups is not None:
-                    cgroups.discard_leaf(leaf)
-                raise
+                popen = self._popen_child(spec, stdin, stdout, stderr, preexec_fn)
+            finally:
+                for fd in spec.helper_fds:
+                    os.close(fd)
         except BaseException:
             for fd in parent_fds + child_fds:
                 os.close(fd)

@@ -77,6 +77,18 @@ class ProcessTable:
         return proc
 
     def start(self, p: StartParams) -> StartResult:
+        cgroups = self._config.cgroups
+        leaf = cgroups.new_leaf() if cgroups is not None else None
+        try:
+            return self._start(p, cgroups, leaf)
+        except BaseException:
+            if cgroups is not None and leaf is not None:
+                cgroups.discard_leaf(leaf)
+            raise
+
+    def _start(
+        self, p: StartParams, cgroups: CgroupManager | None, leaf: str | None
+    ) -> StartResult:
         if not p.argv:
             raise invalid_params("argv must not be empty")
         _check_exec_strings(p)
@@ -99,7 +111,9 @@ class ProcessTable:
             from .. import sandbox
 
             try:
-                plan = sandbox.prepare_spawn(p.sandbox, argv=argv, cwd=cwd, env=env, arg0=p.arg0)
+                plan = sandbox.prepare_spawn(
+                    p.sandbox, argv=argv, cwd=cwd, env=env, arg0=p.arg0, leaf=leaf
+                )
             except SandboxUnavailable as exc:
                 raise internal_error(str(exc)) from exc
             except OSError as exc:  # the program could not be resolved
@@ -124,6 +138,7 @@ class ProcessTable:
                 cols=cols,
                 pass_fds=plan.pass_fds,
                 cleanup=plan.release,
+                joins_leaf=plan.joins_leaf,
             )
         else:
             executable = self._resolve(argv[0], env)
@@ -155,7 +170,7 @@ class ProcessTable:
             session_id=self._session_id,
         )
         try:
-            proc.spawn(spec, self._config.cgroups)
+            proc.spawn(spec, cgroups, leaf)
         except OSError as exc:
             raise internal_error(format_os_error(exc)) from exc
         self._procs[p.process_id] = proc

@@ -1,12 +1,12 @@
 """Whole-tree process control: per-process cgroups, and reaping adopted orphans.
 
 Killing a process group misses descendants that called ``setsid`` or double-forked. Each
-process we start is therefore born into its own cgroup v2 leaf, and ``cgroup.kill`` ends
-everything in it at once. The server moves itself into the new leaf just before the spawn, so
-the child needs no ``preexec_fn`` and keeps the fast vfork path; it stays there until the next
-spawn (a cgroup move costs ~0.1 ms, one per spawn instead of two). Rules that keep this safe:
-a leaf is never killed or removed while the server is in it (the server first moves home), and
-nothing but the spawn itself forks while the server sits in a leaf.
+process we start therefore enters its own cgroup v2 leaf before it execs the command (the spawn
+helper writes to the leaf's ``cgroup.procs``, see ``sandbox._helper``), and ``cgroup.kill`` ends
+everything in it at once. The server itself never enters a leaf, so nothing it forks can land
+in a command's cgroup. Leaves live under ``<server's cgroup>/exec-server-<pid>-<random>/``; the
+server holds an ``flock`` on that directory for its whole life, and only trees whose lock is
+free (their server is gone, in whichever PID namespace it ran) are swept at start.
 
 Hosts without a writable cgroup v2 hierarchy fall back to killing the process group plus every
 descendant found through ``/proc`` — best effort: a double-forked orphan that already left the
@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import itertools
 import logging
 import os
+import secrets
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 __all__ = [
     "CgroupManager",
@@ -136,22 +138,24 @@ def _own_cgroup() -> str | None:
 
 
 class CgroupManager:
-    """Per-process cgroup leaves under ``<our cgroup>/exec-server-<pid>/``."""
+    """Per-process cgroup leaves under ``<our cgroup>/exec-server-<pid>-<random>/``."""
 
-    def __init__(self, home: str, base: str) -> None:
+    def __init__(self, home: str, base: str, lock_fd: int) -> None:
         self._home = home
         self._base = base
+        self._lock_fd = lock_fd
         self._counter = itertools.count(1)
-        self._pid = str(os.getpid()).encode()
         self._stale: set[str] = set()
-        self._current = home
-        """The cgroup the server is in now: home, or the leaf of the latest spawn."""
         self._private_mount: str | None = None
+
+    @property
+    def base(self) -> str:
+        return self._base
 
     @classmethod
     def create(cls) -> CgroupManager | None:
         """Set up the manager, or None when this host offers no usable cgroup v2 with
-        ``cgroup.kill`` (the caller then falls back to process-group kills)."""
+        ``cgroup.kill`` writable by us (the caller then falls back to process-group kills)."""
         own = _own_cgroup()
         if own is None:
             return None
@@ -160,55 +164,42 @@ class CgroupManager:
             return None
         home = os.path.normpath(mount + "/" + own)
         _sweep_dead_servers(home)
-        base = os.path.join(home, f"exec-server-{os.getpid()}")
+        base = os.path.join(home, f"exec-server-{os.getpid()}-{secrets.token_hex(4)}")
         try:
             os.mkdir(base)
-        except FileExistsError:
-            pass
+            lock_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             log.info("cgroup v2 not writable (%s); falling back to process-group kills", exc)
+            with contextlib.suppress(OSError):
+                os.rmdir(base)
             return None
-        manager = cls(home, base)
+        manager = cls(home, base, lock_fd)
         manager._private_mount = mount if mount.startswith(tempfile.gettempdir()) else None
         try:
             probe = manager.new_leaf()
             if not os.path.exists(os.path.join(probe, "cgroup.kill")):
                 raise OSError("cgroup.kill not supported")
-            with manager.spawning_into(probe):
-                pass
-            manager._move_to(home)
+            if not os.access(os.path.join(probe, "cgroup.procs"), os.W_OK) or not os.access(
+                os.path.join(home, "cgroup.procs"), os.W_OK
+            ):
+                raise OSError("cgroup.procs not writable")
             manager.remove_leaf(probe)
         except OSError as exc:
             log.info("cgroup v2 unusable (%s); falling back to process-group kills", exc)
-            with contextlib.suppress(OSError):
-                os.rmdir(base)
+            manager.aclose()
             return None
         return manager
 
     def new_leaf(self) -> str:
         if self._stale:
-            self._stale = {
-                leaf for leaf in self._stale if leaf == self._current or not self.remove_leaf(leaf)
-            }
+            self._stale = {leaf for leaf in self._stale if not self.remove_leaf(leaf)}
         path = os.path.join(self._base, f"p{next(self._counter)}")
         os.mkdir(path)
         return path
 
-    @contextlib.contextmanager
-    def spawning_into(self, leaf: str) -> Iterator[None]:
-        """Children forked inside this block are born in ``leaf``."""
-        self._move_to(leaf)
-        yield
-
-    def _move_to(self, cgroup: str) -> None:
-        if self._current != cgroup:
-            _write(os.path.join(cgroup, "cgroup.procs"), self._pid)
-            self._current = cgroup
-
     def kill(self, leaf: str) -> None:
-        """SIGKILL everything in the leaf (idempotent); never the server itself."""
-        if self._current == leaf:
-            self._move_to(self._home)
+        """SIGKILL everything in the leaf (idempotent)."""
         try:
             _write(os.path.join(leaf, "cgroup.kill"), b"1")
         except FileNotFoundError:
@@ -226,14 +217,13 @@ class CgroupManager:
             return []
 
     def discard_leaf(self, leaf: str) -> None:
-        """Remove ``leaf`` now or, while processes (or the server) are still in it, at a later
-        sweep."""
-        if leaf == self._current or not self.remove_leaf(leaf):
+        """Remove ``leaf`` now or, while processes are still in it, at a later sweep."""
+        if not self.remove_leaf(leaf):
             self._stale.add(leaf)
 
     def try_remove(self, leaf: str) -> bool:
-        """Remove ``leaf`` if it is empty and the server is not in it."""
-        return leaf != self._current and self.remove_leaf(leaf)
+        """Remove ``leaf`` if it is empty."""
+        return self.remove_leaf(leaf)
 
     @staticmethod
     def remove_leaf(leaf: str) -> bool:
@@ -248,17 +238,18 @@ class CgroupManager:
 
     def aclose(self) -> None:
         """Kill every leaf and remove the base directory (server shutdown)."""
-        self._move_to(self._home)
         try:
             leaves = [e.path for e in os.scandir(self._base) if e.is_dir()]
         except OSError:
-            return
+            leaves = []
         for leaf in leaves:
             self.kill(leaf)
         for leaf in leaves:
             self.remove_leaf(leaf)
         with contextlib.suppress(OSError):
             os.rmdir(self._base)
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
         if self._private_mount is not None:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.umount2(self._private_mount.encode(), MNT_DETACH)
@@ -267,20 +258,30 @@ class CgroupManager:
 
 
 def _sweep_dead_servers(home: str) -> None:
-    """Remove the empty cgroup trees of earlier servers that died without cleaning up."""
+    """Remove the empty cgroup trees of earlier servers that died without cleaning up: those
+    whose directory lock nobody holds (a live server holds its own for its whole life)."""
     try:
         entries = [e for e in os.scandir(home) if e.name.startswith("exec-server-")]
     except OSError:
         return
     for entry in entries:
-        pid = entry.name.removeprefix("exec-server-")
-        if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
             continue
-        with contextlib.suppress(OSError):
-            for leaf in os.scandir(entry.path):
-                if leaf.is_dir():
-                    os.rmdir(leaf.path)  # fails (and stops) if anything still runs there
-            os.rmdir(entry.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live server's
+        try:
+            with contextlib.suppress(OSError):
+                for leaf in os.scandir(entry.path):
+                    if leaf.is_dir():
+                        os.rmdir(leaf.path)  # fails (and stops) if anything still runs there
+                os.rmdir(entry.path)
+        finally:
+            os.close(fd)
 
 
 def _children_of(pid: int) -> list[int]:

@@ -45,7 +45,7 @@ from ._mounts import PLACEHOLDERS, MountPlan, plan_mounts
 from ._policy import Policy, compile_policy
 from ._seccomp import build_filter
 
-__all__ = ["SandboxPlan", "SandboxType", "prepare_spawn", "probe_namespaces"]
+__all__ = ["SandboxPlan", "SandboxType", "prepare_spawn", "probe_namespaces", "resolve_program"]
 
 SandboxType = Literal["none", "linuxSeccomp"]
 
@@ -72,6 +72,7 @@ class SandboxPlan:
         sandbox_type: the ``sandboxType`` of the start result.
         release: call exactly once when the process and its tree are gone, or when the spawn
             failed (removes placeholders, closes descriptors). ``None``: nothing to release.
+        joins_leaf: the executable enters the cgroup leaf given to ``prepare_spawn`` itself.
     """
 
     argv: list[str]
@@ -80,6 +81,7 @@ class SandboxPlan:
     pass_fds: tuple[int, ...]
     sandbox_type: SandboxType
     release: Callable[[], None] | None = None
+    joins_leaf: bool = False
 
 
 def prepare_spawn(
@@ -89,8 +91,9 @@ def prepare_spawn(
     cwd: str,
     env: dict[str, str],
     arg0: str | None,
+    leaf: str | None = None,
 ) -> SandboxPlan:
-    """Plan the spawn of ``argv`` under ``intent``.
+    """Plan the spawn of ``argv`` under ``intent`` (entering cgroup ``leaf`` first, if given).
 
     Raises:
         RpcError: -32602 for a malformed intent.
@@ -114,10 +117,10 @@ def prepare_spawn(
             "sandbox unavailable on this host: restricting reads to some paths needs Landlock "
             "(the kernel offers none)"
         )
-    target = _resolve_program(argv[0], cwd)
+    target = resolve_program(argv[0], cwd)
     setup = _Setup(policy, layers)
     try:
-        helper_fd = setup.write_helper(userns=layers.userns, own_proc=layers.own_proc)
+        helper_fd = setup.write_helper(userns=layers.userns, own_proc=layers.own_proc, leaf=leaf)
     except BaseException:
         setup.release()
         raise
@@ -128,15 +131,22 @@ def prepare_spawn(
         setup.child_fds,
         "linuxSeccomp",
         setup.release,
+        joins_leaf=leaf is not None,
     )
 
 
-def _resolve_program(program: str, cwd: str) -> str:
+def resolve_program(program: str, cwd: str) -> str:
     """Where exec would find ``program`` (on the server's PATH), raising the OSError it would.
+
+    Once the helper runs, a failing exec is only an exit status (125), so what exec would refuse
+    is found here: a missing file, one without execute permission, and one that is neither an
+    ELF binary nor a ``#!`` script (a binfmt_misc format is refused too: the price of
+    reporting the ordinary case as the OS error it is).
 
     Raises:
         FileNotFoundError: not found.
         PermissionError: found but not executable.
+        OSError: ENOEXEC, not a format this helper knows the kernel runs.
     """
     if "/" in program:
         path = os.path.join(cwd, program)
@@ -144,11 +154,20 @@ def _resolve_program(program: str, cwd: str) -> str:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
         if os.path.isdir(path) or not os.access(path, os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
-        return program
-    found = shutil.which(program, path=os.environ.get("PATH", os.defpath))
-    if found is None:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-    return found
+        found = path
+    else:
+        which = shutil.which(program, path=os.environ.get("PATH", os.defpath))
+        if which is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        found = program = which
+    try:
+        with open(found, "rb") as file:
+            magic = file.read(4)
+    except OSError:
+        return program  # executable but not readable: exec may still run it
+    if magic != b"\x7fELF" and not magic.startswith(b"#!"):
+        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), program)
+    return program
 
 
 def _build_script(
@@ -230,11 +249,13 @@ class _Setup:
         """Descriptors the helper needs in the child (it closes them before the final exec)."""
         return tuple(fd for fd in (self._ruleset_fd, self._helper_fd) if fd is not None)
 
-    def write_helper(self, *, userns: bool, own_proc: bool) -> int:
+    def write_helper(self, *, userns: bool, own_proc: bool, leaf: str | None) -> int:
         """Generate the helper for this plan; returns its (read-only) descriptor."""
         helper = HelperFile()
         self._helper_fd = helper.fd
         script = Script(self.child_fds)
+        if leaf is not None:
+            script.write_file(os.fsencode(os.path.join(leaf, "cgroup.procs")), b"0")
         _build_script(
             script,
             userns=userns,
