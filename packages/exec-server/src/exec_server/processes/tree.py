@@ -189,6 +189,7 @@ class CgroupManager:
             log.info("cgroup v2 unusable (%s); falling back to process-group kills", exc)
             manager.aclose()
             return None
+        log.info("tree kill through cgroup tree %s", base)
         return manager
 
     def new_leaf(self) -> str:
