@@ -355,7 +355,7 @@ def test_a_headless_service_gives_each_executor_a_stable_dns_name(path: str) -> 
     assert service["spec"]["ports"] == [
         {"name": "ws", "port": PORT, "targetPort": "ws", "protocol": "TCP"}
     ]
-    # Only ready executors are published: a starting or draining one gets no traffic.
+    # Only ready executors are published: a pod gets its DNS record once /readyz answers.
     assert service["spec"].get("publishNotReadyAddresses", False) is False
 
 
