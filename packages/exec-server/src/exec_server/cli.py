@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -35,10 +36,44 @@ _EXTRA_KEYS = (
 )
 
 
+SESSION_ID_LOG_PREFIX = 8
+"""Characters of a session id shown in logs: enough to follow one session through the log,
+while the full id, the only secret needed to resume a session, never reaches a log file."""
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PLAIN_VALUE = re.compile(r"[\w.:/@+,-]*", re.ASCII)
+
+
+def _escape_controls(text: str) -> str:
+    """``text`` with every control character written as a Python escape (``\\n``, ``\\x1b``)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _log_value(key: str, value: object) -> str:
+    """An extra's value as it appears after ``key=``: client-supplied strings (process ids,
+    client names, argv[0]) are quoted when they hold anything but plain characters, so they
+    cannot forge another ``key=value`` pair or another line."""
+    text = str(value)
+    if key == "session_id":
+        text = text[:SESSION_ID_LOG_PREFIX]
+    if _PLAIN_VALUE.fullmatch(text):
+        return text
+    return '"' + _escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
 class _Formatter(logging.Formatter):
+    """One line per event (a traceback, the only exception, keeps its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # Messages interpolate client-supplied text (ids, method names): escape controls.
+        return _escape_controls(super().formatMessage(record))
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = [f"{k}={getattr(record, k)}" for k in _EXTRA_KEYS if hasattr(record, k)]
+        extras = [
+            f"{k}={_log_value(k, getattr(record, k))}" for k in _EXTRA_KEYS if hasattr(record, k)
+        ]
         return f"{line} {' '.join(extras)}" if extras else line
 
 

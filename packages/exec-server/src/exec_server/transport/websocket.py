@@ -1,9 +1,10 @@
 """WebSocket transport on the sans-I/O ``websockets`` protocol, plus the plain HTTP routes.
 
 Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` → 200 with an empty body, no auth; any request
-with an ``Origin`` header → 403; the WebSocket upgrade on ``/`` (after the auth check) → 101;
-anything else → 404. Inbound messages above ``max_message_size`` close the connection with 1009.
-Accepted sockets get TCP_NODELAY.
+with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; the WebSocket
+upgrade on ``/`` (after the auth check) → 101; anything else → 404. Inbound messages above
+``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
+Frames that arrive with the upgrade request (in the same read) are handled after the 101.
 
 Frames are written straight to the asyncio transport from the caller's stack (no task per
 message); when the transport's buffer passes its high-water mark the handler is told to pause
@@ -155,6 +156,10 @@ class WebSocketConnection(asyncio.Protocol):
             self._http_reply(_response(400, "Bad Request", b"malformed HTTP request\n"))
             return
         path = target.split("?", 1)[0]
+        if len(headers.get_all("Authorization")) > 1:
+            # Which one would count is ambiguous (a proxy may check one, we the other).
+            self._http_reply(_response(400, "Bad Request", b"more than one Authorization header\n"))
+            return
         if "Origin" in headers:
             self._http_reply(_response(403, "Forbidden", b"cross-origin requests are refused\n"))
             return
@@ -173,15 +178,22 @@ class WebSocketConnection(asyncio.Protocol):
                 return
         proto = ServerProtocol(max_size=self._policy.max_message_size, logger=log)
         self._proto = proto
+        # Everything read so far, frames sent right behind the request included: the protocol
+        # yields the request first, then those frames.
         proto.receive_data(bytes(self._head))
         self._head = bytearray()
-        for event in proto.events_received():
-            if isinstance(event, Request):
-                response = proto.accept(event)
-                proto.send_response(response)
-                if response.status_code == 101:
-                    self._handler = self._make_handler(self)
         self._after_receive()
+
+    def _accept(self, request: Request) -> None:
+        proto = self._proto
+        assert proto is not None
+        response = proto.accept(request)
+        proto.send_response(response)
+        # The 101 must be on the wire before any reply to a frame that came with the request
+        # (replies bypass the protocol's buffer, see send()).
+        self._flush()
+        if response.status_code == 101:
+            self._handler = self._make_handler(self)
 
     # -------------------------------------------------------------- WebSocket
 
@@ -190,12 +202,13 @@ class WebSocketConnection(asyncio.Protocol):
         assert proto is not None
         events = proto.events_received()
         self._flush()
-        for frame in events:
-            if not isinstance(frame, Frame):  # pragma: no cover - only during the handshake
-                continue
-            message = self._messages.feed(frame)
-            if message is not None:
-                self._deliver(message)
+        for event in events:
+            if isinstance(event, Request):
+                self._accept(event)
+            elif isinstance(event, Frame):
+                message = self._messages.feed(event)
+                if message is not None:
+                    self._deliver(message)
         if proto.state is State.CLOSED:
             self._abort()
 
