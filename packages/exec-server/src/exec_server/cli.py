@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import re
 import signal
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
     )
-    auth = p.add_argument_group("authentication (WebSocket only; /readyz needs none)")
+    auth = p.add_argument_group("authentication (WebSocket only; /readyz and /livez need none)")
     auth.add_argument(
         "--ws-auth",
         choices=["none", "capability-token", "signed-bearer-token"],
@@ -207,7 +208,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="tolerance for exp/nbf. Default: %(default)s",
     )
+    auth.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="allow --listen on a non-loopback address with --ws-auth none: anyone who can "
+        "reach the port can run any command as this user. Without it such a server refuses "
+        "to start; with it, it logs a warning at start",
+    )
     return p
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP literal, or a name) only ever accepts local connections.
+    A name other than ``localhost`` counts as reachable: it may resolve to anything."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _unauthenticated_exposure(args: argparse.Namespace) -> str | None:
+    """The host of a WebSocket listener that others can reach without authentication."""
+    if args.listen_address is None or args.ws_auth != "none":
+        return None
+    host: str = args.listen_address[0]
+    return None if _is_loopback(host) else host
 
 
 def _authenticator(args: argparse.Namespace, parser: argparse.ArgumentParser) -> object | None:
@@ -273,7 +300,16 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
             shown = f"[{host}]" if ":" in host else host
             sys.stdout.write(f"ws://{shown}:{port}\n")
             sys.stdout.flush()
-            logging.getLogger("exec_server").info("listening on ws://%s:%d", shown, port)
+            logger = logging.getLogger("exec_server")
+            logger.info("listening on ws://%s:%d", shown, port)
+            if _unauthenticated_exposure(args) is not None:
+                logger.warning(
+                    "UNAUTHENTICATED REMOTE EXECUTION: ws://%s:%d is reachable from other "
+                    "machines and --ws-auth is none (--allow-unauthenticated): anyone who can "
+                    "connect can run any command as this user",
+                    shown,
+                    port,
+                )
             await stop
     finally:
         await server.aclose()
@@ -301,6 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.listen_address = _listen_address(args.listen)
     except ValueError as exc:
         parser.error(str(exc))
+    exposed = _unauthenticated_exposure(args)
+    if exposed is not None and not args.allow_unauthenticated:
+        parser.error(
+            f"refusing to listen on {exposed}, a non-loopback address, without authentication: "
+            "anyone who can reach the port could run any command as this user. Use "
+            "--ws-auth capability-token or --ws-auth signed-bearer-token, listen on 127.0.0.1, "
+            "or pass --allow-unauthenticated to accept the risk"
+        )
     handler = _DeferredStderrHandler()
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -1,6 +1,7 @@
 """WebSocket transport on the sans-I/O ``websockets`` protocol, plus the plain HTTP routes.
 
-Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` → 200 with an empty body, no auth; any request
+Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` (ready to serve) and ``/livez`` (the process
+is alive) → 200 with an empty body, no auth; any request
 with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; the WebSocket
 upgrade on ``/`` (after the auth check) → 101; anything else → 404. Inbound messages above
 ``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
@@ -163,7 +164,7 @@ class WebSocketConnection(asyncio.Protocol):
         if "Origin" in headers:
             self._http_reply(_response(403, "Forbidden", b"cross-origin requests are refused\n"))
             return
-        if path == "/readyz" and method in ("GET", "HEAD"):
+        if path in ("/readyz", "/livez") and method in ("GET", "HEAD"):
             self._http_reply(_response(200, "OK", head_only=method == "HEAD"))
             return
         if path != "/" or method != "GET":
