@@ -23,7 +23,8 @@ def test_help_documents_every_flag() -> None:
         "--listen", "--log-level", "--session-ttl", "--retention-bytes", "--closed-retention",
         "--max-message-size", "--stop-grace", "--no-cgroups", "--ws-auth", "--ws-token-file",
         "--ws-token-sha256", "--ws-shared-secret-file", "--ws-issuer", "--ws-audience",
-        "--ws-max-clock-skew-seconds", "--allow-unauthenticated",
+        "--ws-max-clock-skew-seconds", "--allow-unauthenticated", "--handshake-timeout",
+        "--max-handshakes", "--max-handshakes-per-address",
     ):  # fmt: skip
         assert flag in out, flag
 
@@ -37,6 +38,8 @@ def test_help_documents_every_flag() -> None:
         (["--ws-auth", "capability-token", "--ws-token-file", "/nonexistent"], "cannot read"),
         (["--ws-auth", "capability-token", "--ws-token-sha256", "abc"], "64 hex digits"),
         (["--ws-auth", "signed-bearer-token"], "needs --ws-shared-secret-file"),
+        (["--handshake-timeout", "0"], "--handshake-timeout must be positive"),
+        (["--max-handshakes-per-address", "0"], "must be at least 1"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str) -> None:

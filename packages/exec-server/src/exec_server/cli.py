@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
 from .server import Server, ServerConfig
+from .transport import AcceptErrorHandler
 from .transport.stdio import serve_stdio
 
 __all__ = ["build_parser", "main"]
@@ -181,6 +183,30 @@ def build_parser() -> argparse.ArgumentParser:
         "process tree, wait this long each time, then SIGKILL. Default: %(default)s",
     )
     p.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a connection that has not finished its WebSocket upgrade (or HTTP request) this "
+        "long after accept is closed. Default: %(default)s",
+    )
+    p.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=512,
+        metavar="N",
+        help="connections still in the handshake at once; more are closed at accept. "
+        "Default: %(default)s",
+    )
+    p.add_argument(
+        "--max-handshakes-per-address",
+        type=int,
+        default=128,
+        metavar="N",
+        help="connections still in the handshake at once from one peer address; more are "
+        "closed at accept. Default: %(default)s",
+    )
+    p.add_argument(
         "--no-cgroups",
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
@@ -266,10 +292,25 @@ def _read_authenticator(args: argparse.Namespace, parser: argparse.ArgumentParse
         parser.error(f"cannot read a secret: {exc}")
 
 
+def _raise_fd_limit() -> None:
+    """Raise the open-file soft limit to the hard limit: every connection, pipe and pidfd
+    costs a descriptor, and the usual soft limit (1024) is reached by a thousand idle peers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        logging.getLogger("exec_server").info("cannot raise the open-file limit: %s", exc)
+        return
+    logging.getLogger("exec_server").info("open-file limit raised from %d to %d", soft, hard)
+
+
 async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
     server = Server(config)
     server.install_child_reaper()
     loop = asyncio.get_running_loop()
+    AcceptErrorHandler().install(loop)
     stop = loop.create_future()
 
     def request_stop() -> None:
@@ -337,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.listen_address = _listen_address(args.listen)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.handshake_timeout <= 0:
+        parser.error("--handshake-timeout must be positive")
+    if args.max_handshakes < 1 or args.max_handshakes_per_address < 1:
+        parser.error("--max-handshakes and --max-handshakes-per-address must be at least 1")
     exposed = _unauthenticated_exposure(args)
     if exposed is not None and not args.allow_unauthenticated:
         parser.error(
@@ -359,7 +404,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         authenticate=_read_authenticator(args, parser),  # type: ignore[arg-type]  # both classes match Authenticator
         use_cgroups=not args.no_cgroups,
         stop_grace=args.stop_grace,
+        handshake_timeout=args.handshake_timeout,
+        max_handshakes=args.max_handshakes,
+        max_handshakes_per_address=args.max_handshakes_per_address,
     )
+    _raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_run(args, config))
     return 130

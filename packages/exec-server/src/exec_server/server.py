@@ -68,6 +68,10 @@ class ServerConfig:
     """Seconds each step of the stop escalation (SIGHUP to ttys, SIGTERM) waits at shutdown
     and session expiry before the next one; then SIGKILL."""
     capabilities: dict[str, bool] | None = field(default=None)
+    handshake_timeout: float = 10.0
+    """Seconds a WebSocket connection has to finish its HTTP handshake."""
+    max_handshakes: int = 512
+    max_handshakes_per_address: int = 128
 
 
 class SessionRuntime:
@@ -269,7 +273,11 @@ class Server:
 
     async def listen_websocket(self, host: str, port: int) -> tuple[str, int]:
         policy = HttpPolicy(
-            max_message_size=self.config.max_message_size, authenticate=self.config.authenticate
+            max_message_size=self.config.max_message_size,
+            authenticate=self.config.authenticate,
+            handshake_timeout=self.config.handshake_timeout,
+            max_handshakes=self.config.max_handshakes,
+            max_handshakes_per_address=self.config.max_handshakes_per_address,
         )
         server = await serve_websocket(
             host, port, policy, lambda sink: ClientConnection(self, sink)

@@ -7,6 +7,11 @@ upgrade on ``/`` (after the auth check) → 101; anything else → 404. Inbound 
 ``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
 Frames that arrive with the upgrade request (in the same read) are handled after the 101.
 
+Until its upgrade or HTTP answer, a connection is "in the handshake": it must finish within
+``handshake_timeout`` seconds or it is dropped, and a new connection is dropped at once when
+``max_handshakes`` are in progress, or ``max_handshakes_per_address`` from its address (see
+:mod:`._limits`).
+
 Frames are written straight to the asyncio transport from the caller's stack (no task per
 message); when the transport's buffer passes its high-water mark the handler is told to pause
 its producers.
@@ -30,6 +35,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ._limits import HandshakeTracker
 from ._messages import MessageAssembler
 from .base import MessageHandler
 
@@ -55,6 +61,13 @@ class Authenticator(Protocol):
 class HttpPolicy:
     max_message_size: int = 16 * 1024 * 1024
     authenticate: Authenticator | None = None
+    handshake_timeout: float = 10.0
+    """Seconds from accept to the end of the HTTP handshake."""
+    max_handshakes: int = 512
+    """Connections in the handshake at once, in all (the listener's fd budget for strangers)."""
+    max_handshakes_per_address: int = 128
+    """Connections in the handshake at once from one peer address. A handshake takes about a
+    millisecond, so this only binds a burst of connects or peers that stall."""
 
 
 def _response(status: int, reason: str, body: bytes = b"", head_only: bool = False) -> bytes:
@@ -71,10 +84,19 @@ class WebSocketConnection(asyncio.Protocol):
     """One accepted TCP connection: first HTTP, then (maybe) WebSocket."""
 
     def __init__(
-        self, policy: HttpPolicy, make_handler: Callable[[WebSocketConnection], MessageHandler]
+        self,
+        policy: HttpPolicy,
+        make_handler: Callable[[WebSocketConnection], MessageHandler],
+        handshakes: HandshakeTracker | None = None,
     ) -> None:
         self._policy = policy
         self._make_handler = make_handler
+        self._handshakes = handshakes or HandshakeTracker(
+            max_total=policy.max_handshakes, max_per_address=policy.max_handshakes_per_address
+        )
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._in_handshake = False
+        self._address = "?"
         self._transport: asyncio.Transport | None = None
         self._head = bytearray()
         self._proto: ServerProtocol | None = None
@@ -96,11 +118,38 @@ class WebSocketConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         if peer:
+            self._address = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self._sock = sock if isinstance(sock, socket.socket) else None
+        if not self._handshakes.try_enter(self._address):
+            self._closed = True
+            transport.abort()
+            return
+        self._in_handshake = True
+        self._handshake_timer = asyncio.get_running_loop().call_later(
+            self._policy.handshake_timeout, self._handshake_expired
+        )
+
+    def _handshake_over(self) -> None:
+        if self._in_handshake:
+            self._in_handshake = False
+            self._handshakes.leave(self._address)
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+
+    def _handshake_expired(self) -> None:
+        self._handshake_timer = None
+        log.debug("handshake deadline passed for %s; closing", self.peer)
+        self._handshake_over()
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return  # refused or timed out: the transport is going away
         if self._proto is not None:
             self._proto.receive_data(data)
             self._after_receive()
@@ -121,6 +170,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._handshake_over()
         if self._close_timer is not None:
             self._close_timer.cancel()
         handler, self._handler = self._handler, None
@@ -139,6 +189,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _http_reply(self, payload: bytes) -> None:
         assert self._transport is not None
+        self._handshake_over()
         self._transport.write(payload)
         self._transport.close()
         self._closed = True
@@ -190,6 +241,7 @@ class WebSocketConnection(asyncio.Protocol):
         assert proto is not None
         response = proto.accept(request)
         proto.send_response(response)
+        self._handshake_over()
         # The 101 must be on the wire before any reply to a frame that came with the request
         # (replies bypass the protocol's buffer, see send()).
         self._flush()
@@ -308,6 +360,13 @@ async def serve_websocket(
 ) -> asyncio.Server:
     """Listen on ``host:port`` (port 0 picks a free one)."""
     loop = asyncio.get_running_loop()
+    handshakes = HandshakeTracker(
+        max_total=policy.max_handshakes, max_per_address=policy.max_handshakes_per_address
+    )
     return await loop.create_server(
-        lambda: WebSocketConnection(policy, make_handler), host, port, reuse_address=True
+        lambda: WebSocketConnection(policy, make_handler, handshakes),
+        host,
+        port,
+        reuse_address=True,
+        backlog=max(128, policy.max_handshakes),
     )
