@@ -80,15 +80,20 @@ def read_file(path: str) -> bytes:
     """
     fd = _open_regular_for_read(path)
     try:
-        if os.fstat(fd).st_size > MAX_READ_FILE_BYTES:
+        size = os.fstat(fd).st_size
+        if size > MAX_READ_FILE_BYTES:
             raise _file_too_large()
+        # One read of the whole file (one byte more tells a file that grew): a single part
+        # is returned by the join below without a copy.
+        want = size + 1 if size else _READ_CHUNK
         parts: list[bytes] = []
         total = 0
-        while chunk := os.read(fd, _READ_CHUNK):
+        while chunk := os.read(fd, want):
             total += len(chunk)
             if total > MAX_READ_FILE_BYTES:
                 raise _file_too_large()
             parts.append(chunk)
+            want = _READ_CHUNK
         return b"".join(parts)
     finally:
         os.close(fd)

@@ -15,6 +15,13 @@ Until its upgrade or HTTP answer, a connection is "in the handshake": it must fi
 Frames are written straight to the asyncio transport from the caller's stack (no task per
 message); when the transport's buffer passes its high-water mark the handler is told to pause
 its producers.
+
+Inbound flow control: while the send buffer is above its high-water mark (the peer is not
+reading its replies), or while the handler asks (:meth:`WebSocketConnection.pause_reading`, for
+its cap on requests in flight), no message is handed to the handler and the socket is not read:
+messages already read wait in order in a queue bounded by that last read. So a peer that sends
+requests and never reads replies costs at most the buffer's high-water mark plus the replies of
+what was already running, and TCP flow control pushes back on it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import logging
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -50,6 +58,7 @@ MAX_HEAD = 64 * 1024
 CLOSE_TIMEOUT = 5.0
 WRITE_HIGH = 8 * 1024 * 1024
 WRITE_LOW = 2 * 1024 * 1024
+_JOIN_BELOW = 64 * 1024  # smaller frames are joined: one transport.write() beats several
 
 
 class Authenticator(Protocol):
@@ -97,6 +106,11 @@ class WebSocketConnection(asyncio.Protocol):
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._in_handshake = False
         self._address = "?"
+        self._inbox: deque[bytes] = deque()
+        self._write_blocked = False  # the send buffer is above its high-water mark
+        self._handler_paused = False  # the handler asked for no more messages for now
+        self._reading = True
+        self._draining = False
         self._transport: asyncio.Transport | None = None
         self._head = bytearray()
         self._proto: ServerProtocol | None = None
@@ -178,12 +192,16 @@ class WebSocketConnection(asyncio.Protocol):
             handler.on_close()
 
     def pause_writing(self) -> None:
+        self._write_blocked = True
+        self._update_reading()
         if self._handler is not None:
             self._handler.pause_output()
 
     def resume_writing(self) -> None:
+        self._write_blocked = False
         if self._handler is not None:
             self._handler.resume_output()
+        self._drain_inbox()
 
     # -------------------------------------------------------------- HTTP
 
@@ -266,9 +284,45 @@ class WebSocketConnection(asyncio.Protocol):
             self._abort()
 
     def _deliver(self, data: bytes) -> None:
-        handler = self._handler
-        if handler is not None and not self._closed:
-            handler.on_message(data)
+        if self._handler is None or self._closed:
+            return
+        if self._inbox or self._blocked:
+            self._inbox.append(data)
+            self._update_reading()
+            return
+        self._handler.on_message(data)
+
+    @property
+    def _blocked(self) -> bool:
+        return self._write_blocked or self._handler_paused
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed or transport.is_closing():
+            return
+        want = not self._blocked
+        if want != self._reading:
+            self._reading = want
+            if want:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    def _drain_inbox(self) -> None:
+        """Deliver queued messages while nothing blocks; then read again."""
+        if self._draining:
+            return  # an on_message below resumed us: the loop in progress carries on
+        self._draining = True
+        try:
+            while self._inbox and not self._blocked and not self._closed:
+                handler = self._handler
+                if handler is None:
+                    self._inbox.clear()
+                    break
+                handler.on_message(self._inbox.popleft())
+        finally:
+            self._draining = False
+        self._update_reading()
 
     def _flush(self) -> None:
         proto = self._proto
@@ -334,12 +388,34 @@ class WebSocketConnection(asyncio.Protocol):
                 sent = 0  # the transport's own write reports the failure
             if sent == n + len(header):
                 return
-            rest = b"".join((header, *parts))[sent:]
-            transport.write(rest)
+            self._write_parts(transport, (header, *parts), sent)
             return
-        transport.write(b"".join((header, *parts)))
+        if n < _JOIN_BELOW:
+            transport.write(b"".join((header, *parts)))
+        else:
+            self._write_parts(transport, (header, *parts), 0)
+
+    @staticmethod
+    def _write_parts(transport: asyncio.Transport, parts: tuple[bytes, ...], skip: int) -> None:
+        """Queue ``parts`` minus their first ``skip`` bytes without joining them: a big reply
+        is then copied once, into the transport's buffer, instead of three times."""
+        for part in parts:
+            if skip >= len(part):
+                skip -= len(part)
+                continue
+            transport.write(memoryview(part)[skip:] if skip else part)
+            skip = 0
+
+    def pause_reading(self) -> None:
+        self._handler_paused = True
+        self._update_reading()
+
+    def resume_reading(self) -> None:
+        self._handler_paused = False
+        self._drain_inbox()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        self._inbox.clear()
         proto = self._proto
         if proto is None or self._closed:
             return
