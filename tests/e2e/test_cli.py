@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from exec_server.testing import RawClient, ServerProcess
 
 EXEC = [sys.executable, "-m", "exec_server"]
 
@@ -21,7 +23,8 @@ def test_help_documents_every_flag() -> None:
         "--listen", "--log-level", "--session-ttl", "--retention-bytes", "--closed-retention",
         "--max-message-size", "--stop-grace", "--no-cgroups", "--ws-auth", "--ws-token-file",
         "--ws-token-sha256", "--ws-shared-secret-file", "--ws-issuer", "--ws-audience",
-        "--ws-max-clock-skew-seconds",
+        "--ws-max-clock-skew-seconds", "--allow-unauthenticated", "--handshake-timeout",
+        "--max-handshakes", "--max-handshakes-per-address",
     ):  # fmt: skip
         assert flag in out, flag
 
@@ -35,6 +38,8 @@ def test_help_documents_every_flag() -> None:
         (["--ws-auth", "capability-token", "--ws-token-file", "/nonexistent"], "cannot read"),
         (["--ws-auth", "capability-token", "--ws-token-sha256", "abc"], "64 hex digits"),
         (["--ws-auth", "signed-bearer-token"], "needs --ws-shared-secret-file"),
+        (["--handshake-timeout", "0"], "--handshake-timeout must be positive"),
+        (["--max-handshakes-per-address", "0"], "must be at least 1"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str) -> None:
@@ -53,3 +58,44 @@ def test_a_busy_port_exits_1_with_a_message() -> None:
     assert result.returncode == 1
     assert "cannot listen on" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("listen", ["ws://0.0.0.0:0", "ws://[::]:0", "ws://example.invalid:0"])
+def test_a_non_loopback_listener_without_auth_refuses_to_start(listen: str) -> None:
+    result = run("--listen", listen)
+    assert result.returncode == 2
+    assert "without authentication" in result.stderr
+    assert "--ws-auth" in result.stderr and "--allow-unauthenticated" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_allow_unauthenticated_starts_a_non_loopback_listener_with_a_loud_warning() -> None:
+    async with ServerProcess("--listen", "ws://0.0.0.0:0", "--allow-unauthenticated") as s:
+        c = await RawClient.connect(s.url.replace("0.0.0.0", "127.0.0.1"))
+        await c.handshake()
+        await c.aclose()
+    log = s.stderr.decode()
+    assert "WARNING exec_server: UNAUTHENTICATED REMOTE EXECUTION" in log
+    assert "--allow-unauthenticated" in log
+
+
+async def test_a_loopback_or_authenticated_listener_starts_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    for args in (
+        ("--listen", "ws://127.0.0.1:0"),
+        ("--listen", "ws://localhost:0"),
+        (
+            "--listen",
+            "ws://0.0.0.0:0",
+            "--ws-auth",
+            "capability-token",
+            "--ws-token-file",
+            str(token),
+        ),
+    ):
+        async with ServerProcess(*args) as s:
+            pass
+        assert "WARNING" not in s.stderr.decode(), args

@@ -38,6 +38,16 @@ async def test_readyz_answers_200_with_an_empty_body_for_get_and_head(
     assert await http(server.url, b"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (200, b"")
 
 
+async def test_livez_answers_200_without_auth_beside_readyz(tmp_path: Path) -> None:
+    async with ServerProcess(
+        "--ws-auth", "capability-token", "--ws-token-file", _token_file(tmp_path, "s3cret")
+    ) as s:
+        for path in (b"/livez", b"/readyz"):
+            get = await http(s.url, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await http(s.url, b"HEAD " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert get == head == (200, b"")
+
+
 async def test_other_paths_are_404_and_any_origin_is_403(server: ServerProcess) -> None:
     assert (await http(server.url, b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 404
     status, _ = await http(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 from exec_server_protocol import (
+    MAX_JSON_DEPTH,
     IncomingNotification,
     IncomingRequest,
     IncomingResponse,
@@ -18,6 +19,7 @@ from exec_server_protocol import (
     encode_notification,
     encode_result,
     format_path_uri,
+    json_depth_exceeds,
     parse_path_uri,
 )
 from exec_server_protocol.process import ReadParams, StartParams, WriteParams
@@ -45,6 +47,34 @@ from exec_server_protocol.session import InitializeParams
 )
 def test_frames_are_classified(frame: bytes, kind: type) -> None:
     assert isinstance(decode_message(frame), kind)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 1000, 100_000])
+def test_frames_nested_beyond_the_limit_are_invalid_messages_not_recursion_errors(
+    depth: int,
+) -> None:
+    frame = b'{"id":1,"method":"m","params":' + b"[" * depth + b"]" * depth + b"}"
+    msg = decode_message(frame)
+    assert isinstance(msg, InvalidMessage)
+    assert msg.detail == "JSON is nested more than 128 levels deep"
+
+
+def test_json_depth_counts_brackets_outside_strings_only() -> None:
+    assert not json_depth_exceeds(b"[" * 128 + b"]" * 128)
+    assert json_depth_exceeds(b"[" * 129 + b"]" * 129)
+    assert json_depth_exceeds("[" * 129 + "]" * 129)
+    assert not json_depth_exceeds(b'["' + b"[{" * 1000 + b'\\", "\\"]"]')
+    assert json_depth_exceeds(b'[{"a":"]]]\\"]]"' + b",[" * 200 + b"]" * 200 + b"}]")
+    assert not json_depth_exceeds(b"[]" * 10_000)
+
+
+def test_strings_that_are_not_utf8_are_invalid_messages_or_invalid_requests() -> None:
+    msg = decode_message(b'{"id":1,"method":"\xff"}')
+    assert isinstance(msg, InvalidMessage)
+    assert msg.detail == "a string is not valid UTF-8 (byte 0xff: invalid start byte)"
+    with pytest.raises(ParamsError) as err:
+        decode_params(msgspec.Raw(b'{"clientName":"a\xc3("}'), InitializeParams)
+    assert err.value.code == -32600 and err.value.bare
 
 
 def test_encoded_messages_have_no_jsonrpc_field() -> None:

@@ -7,6 +7,7 @@ from . import fs, process, sandbox, session
 from ._base import EmptyParams, EmptyResult, Params, Result, WireStruct
 from .ids import HandleId, ProcessId, RequestId, Seq, SessionId, WriteId
 from .jsonrpc import (
+    MAX_JSON_DEPTH,
     ErrorCode,
     ErrorObject,
     IncomingNotification,
@@ -19,6 +20,7 @@ from .jsonrpc import (
     encode_error,
     encode_notification,
     encode_result,
+    json_depth_exceeds,
 )
 from .path_uri import (
     InvalidPathUriError,
@@ -30,6 +32,7 @@ from .path_uri import (
 from .registry import METHODS, NOTIFICATIONS, MethodSpec, json_schema
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "METHODS",
     "NOTIFICATIONS",
     "EmptyParams",
@@ -61,6 +64,7 @@ __all__ = [
     "encode_result",
     "format_path_uri",
     "fs",
+    "json_depth_exceeds",
     "json_schema",
     "parse_path_uri",
     "process",

@@ -4,12 +4,19 @@ What we send never carries a ``"jsonrpc"`` field; on input it is accepted and ig
 Decoding is two-stage: the envelope is decoded with ``params``/``result``/``error`` kept raw,
 then :func:`decode_params` decodes ``params`` with the method's type from the registry, so a
 frame is parsed once and a bad ``params`` is told apart from a bad frame.
+
+Hostile input is refused, never raised: JSON nested deeper than :data:`MAX_JSON_DEPTH` and
+strings that are not UTF-8 are reported like any other malformed frame (-32600), so the
+connection carries on.
 """
 
 from __future__ import annotations
 
 import contextvars
 import enum
+import itertools
+import operator
+import re
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -21,6 +28,7 @@ from .path_uri import InvalidPathUriError, PathUri, decode_path_uri
 
 __all__ = [
     "EMPTY_PARAMS_METHODS",
+    "MAX_JSON_DEPTH",
     "ErrorCode",
     "ErrorObject",
     "IncomingNotification",
@@ -33,6 +41,7 @@ __all__ = [
     "encode_error",
     "encode_notification",
     "encode_result",
+    "json_depth_exceeds",
 ]
 
 T = TypeVar("T")
@@ -122,16 +131,66 @@ _decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 EMPTY_PARAMS_METHODS: Final = frozenset({b"", b"null"})
 
+MAX_JSON_DEPTH: Final = 128
+"""Deepest nesting of arrays and objects accepted in a message: serde_json's default recursion
+limit, which the reference's parser applies. Codex's deepest message (a sandbox permission
+profile) nests about 8 levels. A fixed limit, checked before decoding, makes the outcome
+independent of how deep the decoder's own stack happens to be (msgspec raises RecursionError
+near Python's recursion limit, ~1,000 levels, minus the caller's depth)."""
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# An opening bracket counts 2 and a closing one 0, so that after i brackets the running sum
+# minus i is the nesting depth (see json_depth_exceeds).
+_BRACKET_WEIGHTS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
+
+
+def json_depth_exceeds(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON text ``data`` nests arrays and objects more than ``limit`` deep.
+
+    Brackets inside strings do not count. Text with no more than ``limit`` opening brackets
+    in all is answered at C speed without a scan; otherwise strings are removed and the
+    depth is computed over the remaining brackets with C-level iterators (about 45 ns a
+    bracket). Malformed JSON is answered by its brackets alone; the decoder reports it.
+    """
+    if isinstance(data, str):
+        if data.count("[") + data.count("{") <= limit:
+            return False
+        raw = data.encode("utf-8", "surrogatepass")
+    else:
+        if data.count(b"[") + data.count(b"{") <= limit:
+            return False
+        raw = data
+    brackets = _JSON_STRING.sub(b"", raw).translate(_BRACKET_WEIGHTS, _NOT_BRACKETS)
+    depths = map(operator.sub, itertools.accumulate(brackets), itertools.count(1))
+    return max(depths, default=0) > limit
+
+
+def _too_deep() -> str:
+    return f"JSON is nested more than {MAX_JSON_DEPTH} levels deep"
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    bad = exc.object[exc.start : exc.start + 1].hex()
+    return f"a string is not valid UTF-8 (byte 0x{bad}: {exc.reason})"
+
 
 def decode_message(frame: bytes | str) -> Incoming:
     """Classify one inbound frame.
 
-    Never raises: anything that is not a single JSON-RPC object becomes :class:`InvalidMessage`.
+    Never raises: anything that is not a single JSON-RPC object becomes :class:`InvalidMessage`,
+    including JSON nested more than :data:`MAX_JSON_DEPTH` deep and strings that are not UTF-8.
     """
+    if json_depth_exceeds(frame):
+        return InvalidMessage(_too_deep())
     try:
         env = _envelope_decoder.decode(frame)
     except msgspec.DecodeError as exc:
         return InvalidMessage(str(exc))
+    except UnicodeDecodeError as exc:  # msgspec validates the strings it decodes
+        return InvalidMessage(_not_utf8(exc))
+    except RecursionError:  # pragma: no cover - json_depth_exceeds refuses such frames first
+        return InvalidMessage(_too_deep())
     if not isinstance(env.method, UnsetType):
         if isinstance(env.id, UnsetType):
             return IncomingNotification(env.method, env.params)
@@ -145,11 +204,16 @@ class ParamsError(ValueError):
     """``params`` did not decode into the method's params type.
 
     ``bare`` marks a message meant to be sent as is (a PathUri error), without context.
+    ``code`` is -32602, or -32600 when the text itself was unreadable (a string that is not
+    UTF-8: the frame was malformed, whichever field it hit).
     """
 
-    def __init__(self, message: str, *, bare: bool = False) -> None:
+    def __init__(
+        self, message: str, *, bare: bool = False, code: int = ErrorCode.INVALID_PARAMS
+    ) -> None:
         super().__init__(message)
         self.bare = bare
+        self.code = int(code)
 
 
 _hook_error: contextvars.ContextVar[str | None] = contextvars.ContextVar("hook_error", default=None)
@@ -172,7 +236,8 @@ def decode_params(raw: msgspec.Raw, params_type: type[T]) -> T:
     all three forms and methods with required params report the missing field.
 
     Raises:
-        ParamsError: the params do not match the type.
+        ParamsError: the params do not match the type (-32602), or hold a string that is not
+            UTF-8 (-32600, with the malformed-frame wording).
     """
     decoder = _decoders.get(params_type)
     if decoder is None:
@@ -188,6 +253,14 @@ def decode_params(raw: msgspec.Raw, params_type: type[T]) -> T:
         raise ParamsError(
             _hook_error.get() or str(exc), bare=_hook_error.get() is not None
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise ParamsError(
+            f"failed to parse JSON-RPC message: {_not_utf8(exc)}",
+            bare=True,
+            code=ErrorCode.INVALID_REQUEST,
+        ) from None
+    except RecursionError:  # pragma: no cover - decode_message refused the frame already
+        raise ParamsError(_too_deep()) from None
 
 
 def encode_result(request_id: RequestId, result: Any) -> bytes:

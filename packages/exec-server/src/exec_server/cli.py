@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import re
+import resource
 import signal
 import sys
 from collections.abc import Sequence
@@ -18,6 +21,7 @@ from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
 from .server import Server, ServerConfig
+from .transport import AcceptErrorHandler
 from .transport.stdio import serve_stdio
 
 __all__ = ["build_parser", "main"]
@@ -35,10 +39,44 @@ _EXTRA_KEYS = (
 )
 
 
+SESSION_ID_LOG_PREFIX = 8
+"""Characters of a session id shown in logs: enough to follow one session through the log,
+while the full id, the only secret needed to resume a session, never reaches a log file."""
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PLAIN_VALUE = re.compile(r"[\w.:/@+,-]*", re.ASCII)
+
+
+def _escape_controls(text: str) -> str:
+    """``text`` with every control character written as a Python escape (``\\n``, ``\\x1b``)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _log_value(key: str, value: object) -> str:
+    """An extra's value as it appears after ``key=``: client-supplied strings (process ids,
+    client names, argv[0]) are quoted when they hold anything but plain characters, so they
+    cannot forge another ``key=value`` pair or another line."""
+    text = str(value)
+    if key == "session_id":
+        text = text[:SESSION_ID_LOG_PREFIX]
+    if _PLAIN_VALUE.fullmatch(text):
+        return text
+    return '"' + _escape_controls(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
+
+
 class _Formatter(logging.Formatter):
+    """One line per event (a traceback, the only exception, keeps its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # Messages interpolate client-supplied text (ids, method names): escape controls.
+        return _escape_controls(super().formatMessage(record))
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = [f"{k}={getattr(record, k)}" for k in _EXTRA_KEYS if hasattr(record, k)]
+        extras = [
+            f"{k}={_log_value(k, getattr(record, k))}" for k in _EXTRA_KEYS if hasattr(record, k)
+        ]
         return f"{line} {' '.join(extras)}" if extras else line
 
 
@@ -153,11 +191,35 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: whatever the kernel offers",
     )
     p.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="a connection that has not finished its WebSocket upgrade (or HTTP request) this "
+        "long after accept is closed. Default: %(default)s",
+    )
+    p.add_argument(
+        "--max-handshakes",
+        type=int,
+        default=512,
+        metavar="N",
+        help="connections still in the handshake at once; more are closed at accept. "
+        "Default: %(default)s",
+    )
+    p.add_argument(
+        "--max-handshakes-per-address",
+        type=int,
+        default=128,
+        metavar="N",
+        help="connections still in the handshake at once from one peer address; more are "
+        "closed at accept. Default: %(default)s",
+    )
+    p.add_argument(
         "--no-cgroups",
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
     )
-    auth = p.add_argument_group("authentication (WebSocket only; /readyz needs none)")
+    auth = p.add_argument_group("authentication (WebSocket only; /readyz and /livez need none)")
     auth.add_argument(
         "--ws-auth",
         choices=["none", "capability-token", "signed-bearer-token"],
@@ -180,7 +242,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="tolerance for exp/nbf. Default: %(default)s",
     )
+    auth.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="allow --listen on a non-loopback address with --ws-auth none: anyone who can "
+        "reach the port can run any command as this user. Without it such a server refuses "
+        "to start; with it, it logs a warning at start",
+    )
     return p
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP literal, or a name) only ever accepts local connections.
+    A name other than ``localhost`` counts as reachable: it may resolve to anything."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _unauthenticated_exposure(args: argparse.Namespace) -> str | None:
+    """The host of a WebSocket listener that others can reach without authentication."""
+    if args.listen_address is None or args.ws_auth != "none":
+        return None
+    host: str = args.listen_address[0]
+    return None if _is_loopback(host) else host
 
 
 def _authenticator(args: argparse.Namespace, parser: argparse.ArgumentParser) -> object | None:
@@ -212,10 +300,25 @@ def _read_authenticator(args: argparse.Namespace, parser: argparse.ArgumentParse
         parser.error(f"cannot read a secret: {exc}")
 
 
+def _raise_fd_limit() -> None:
+    """Raise the open-file soft limit to the hard limit: every connection, pipe and pidfd
+    costs a descriptor, and the usual soft limit (1024) is reached by a thousand idle peers."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        logging.getLogger("exec_server").info("cannot raise the open-file limit: %s", exc)
+        return
+    logging.getLogger("exec_server").info("open-file limit raised from %d to %d", soft, hard)
+
+
 async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
     server = Server(config)
     server.install_child_reaper()
     loop = asyncio.get_running_loop()
+    AcceptErrorHandler().install(loop)
     stop = loop.create_future()
 
     def request_stop() -> None:
@@ -246,7 +349,16 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
             shown = f"[{host}]" if ":" in host else host
             sys.stdout.write(f"ws://{shown}:{port}\n")
             sys.stdout.flush()
-            logging.getLogger("exec_server").info("listening on ws://%s:%d", shown, port)
+            logger = logging.getLogger("exec_server")
+            logger.info("listening on ws://%s:%d", shown, port)
+            if _unauthenticated_exposure(args) is not None:
+                logger.warning(
+                    "UNAUTHENTICATED REMOTE EXECUTION: ws://%s:%d is reachable from other "
+                    "machines and --ws-auth is none (--allow-unauthenticated): anyone who can "
+                    "connect can run any command as this user",
+                    shown,
+                    port,
+                )
             await stop
     finally:
         await server.aclose()
@@ -274,6 +386,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.listen_address = _listen_address(args.listen)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.handshake_timeout <= 0:
+        parser.error("--handshake-timeout must be positive")
+    if args.max_handshakes < 1 or args.max_handshakes_per_address < 1:
+        parser.error("--max-handshakes and --max-handshakes-per-address must be at least 1")
+    exposed = _unauthenticated_exposure(args)
+    if exposed is not None and not args.allow_unauthenticated:
+        parser.error(
+            f"refusing to listen on {exposed}, a non-loopback address, without authentication: "
+            "anyone who can reach the port could run any command as this user. Use "
+            "--ws-auth capability-token or --ws-auth signed-bearer-token, listen on 127.0.0.1, "
+            "or pass --allow-unauthenticated to accept the risk"
+        )
     handler = _DeferredStderrHandler()
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -292,7 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         authenticate=_read_authenticator(args, parser),  # type: ignore[arg-type]  # both classes match Authenticator
         use_cgroups=not args.no_cgroups,
         stop_grace=args.stop_grace,
+        handshake_timeout=args.handshake_timeout,
+        max_handshakes=args.max_handshakes,
+        max_handshakes_per_address=args.max_handshakes_per_address,
     )
+    _raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_run(args, config))
     return 130

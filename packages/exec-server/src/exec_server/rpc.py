@@ -123,7 +123,7 @@ class RpcPeer:
             params = decode_params(msg.params, spec.params)
         except ParamsError as exc:
             text = str(exc) if exc.bare else f"invalid params: {exc}"
-            return Reply(encode_error(msg.id, ErrorCode.INVALID_PARAMS, text))
+            return Reply(encode_error(msg.id, exc.code, text))
         problem = self._handshake_problem(spec)
         if problem is not None:
             return Reply(encode_error(msg.id, ErrorCode.INVALID_REQUEST, problem))

@@ -5,6 +5,13 @@ at once (start, signal, terminate, a read with data ready, ...) are answered bef
 message is looked at, and only methods that must wait (a long-poll read, a write to a full
 pipe, file work) continue in a task. So responses to quick requests keep their order, writes
 to one process are queued in arrival order, and nothing waits behind a slow request.
+
+Bounds per connection, so a peer that sends requests and never reads the replies cannot grow
+the server's memory: at most :data:`MAX_REQUESTS_IN_FLIGHT` requests wait in tasks (then the
+transport stops handing over messages until one finishes); the methods whose replies can be
+large (:data:`BIG_REPLY_METHODS`) run at most :data:`MAX_BIG_REPLIES_IN_FLIGHT` at a time and
+start only while the send buffer is below its high-water mark (the transport itself stops
+delivering messages while it is above).
 """
 
 from __future__ import annotations
@@ -52,6 +59,15 @@ __all__ = ["Server", "ServerConfig"]
 
 log = logging.getLogger("exec_server.server")
 
+MAX_REQUESTS_IN_FLIGHT = 128
+"""Requests of one connection running in tasks at once (long polls, file work, ...)."""
+MAX_BIG_REPLIES_IN_FLIGHT = 1
+"""Requests of one connection with a possibly large reply that run at once. Each holds its data
+two or three times over (read, base64, JSON) until its reply is queued; with one at a time, a
+peer that never reads costs one reply in the send buffer and one in progress (an 8 MiB file:
+about 50 MiB). Other connections are not held up by it."""
+BIG_REPLY_METHODS = frozenset({"fs/readFile", "fs/readDirectory", "fs/walk"})
+
 TAKEOVER_CLOSE_CODE = 4000
 TAKEOVER_REASON = "session resumed by another connection"
 
@@ -68,6 +84,10 @@ class ServerConfig:
     """Seconds each step of the stop escalation (SIGHUP to ttys, SIGTERM) waits at shutdown
     and session expiry before the next one; then SIGKILL."""
     capabilities: dict[str, bool] | None = field(default=None)
+    handshake_timeout: float = 10.0
+    """Seconds a WebSocket connection has to finish its HTTP handshake."""
+    max_handshakes: int = 512
+    max_handshakes_per_address: int = 128
 
 
 class SessionRuntime:
@@ -120,6 +140,10 @@ class ClientConnection:
         self._taken_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = False
         self.paused = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._big_replies = asyncio.Semaphore(MAX_BIG_REPLIES_IN_FLIGHT)
+        self._reading_paused = False
 
     # ---------------------------------------------------------------- MessageHandler
 
@@ -147,11 +171,13 @@ class ClientConnection:
 
     def pause_output(self) -> None:
         self.paused = True
+        self._writable.clear()
         if self.session is not None and self.session.connection is self:
             self.session.processes.pause_reading()
 
     def resume_output(self) -> None:
         self.paused = False
+        self._writable.set()
         if self.session is not None and self.session.connection is self:
             self.session.processes.resume_reading()
 
@@ -163,20 +189,36 @@ class ClientConnection:
 
     def _dispatch(self, d: Dispatch) -> None:
         handler = HANDLERS[d.spec.name]
-        try:
-            out = handler(self, d.params)
-        except Exception as exc:
-            self.send(error_frame(d.request_id, exc))
-            return
+        if d.spec.name in BIG_REPLY_METHODS:
+            out: Any = self._big_reply(handler, d.params)
+        else:
+            try:
+                out = handler(self, d.params)
+            except Exception as exc:
+                self.send(error_frame(d.request_id, exc))
+                return
         if inspect.isawaitable(out):
             task = asyncio.ensure_future(out)
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._finish, d.request_id))
+            if len(self._tasks) >= MAX_REQUESTS_IN_FLIGHT and not self._reading_paused:
+                self._reading_paused = True
+                self.sink.pause_reading()
         else:
             self.send(encode_result(d.request_id, out))
 
+    async def _big_reply(self, handler: Handler, params: Any) -> Any:
+        """Run ``handler`` once a big-reply slot is free and the send buffer has room."""
+        async with self._big_replies:
+            await self._writable.wait()
+            out = handler(self, params)
+            return (await out) if inspect.isawaitable(out) else out
+
     def _finish(self, request_id: Any, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
+        if self._reading_paused and len(self._tasks) < MAX_REQUESTS_IN_FLIGHT:
+            self._reading_paused = False
+            self.sink.resume_reading()
         if task.cancelled():
             return  # the connection went away
         exc = task.exception()
@@ -272,7 +314,11 @@ class Server:
 
     async def listen_websocket(self, host: str, port: int) -> tuple[str, int]:
         policy = HttpPolicy(
-            max_message_size=self.config.max_message_size, authenticate=self.config.authenticate
+            max_message_size=self.config.max_message_size,
+            authenticate=self.config.authenticate,
+            handshake_timeout=self.config.handshake_timeout,
+            max_handshakes=self.config.max_handshakes,
+            max_handshakes_per_address=self.config.max_handshakes_per_address,
         )
         server = await serve_websocket(
             host, port, policy, lambda sink: ClientConnection(self, sink)

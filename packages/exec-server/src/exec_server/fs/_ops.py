@@ -21,6 +21,8 @@ from exec_server_protocol.fs import DirectoryEntry, Metadata
 from ._errors import FsFailure, display_path
 
 __all__ = [
+    "MAX_READ_DIRECTORY_ENTRIES",
+    "MAX_READ_FILE_BYTES",
     "canonicalize",
     "copy",
     "create_directory",
@@ -34,6 +36,22 @@ __all__ = [
 ]
 
 _READ_CHUNK = 1 << 20
+
+MAX_READ_FILE_BYTES = 512 * 1024 * 1024
+"""Largest file ``fs/readFile`` returns (the reference's limit and message); the whole file
+is held in memory, then base64-encoded, so larger files go through ``fs/open`` +
+``fs/readBlock`` instead."""
+
+MAX_READ_DIRECTORY_ENTRIES = 50_000
+"""Most entries ``fs/readDirectory`` returns (the reference's limit and message); ``fs/walk``
+pages through larger trees."""
+
+
+def _file_too_large() -> FsFailure:
+    return FsFailure(
+        ErrorCode.INVALID_REQUEST,
+        f"file is too large to read: limit is {MAX_READ_FILE_BYTES} bytes",
+    )
 
 
 def _not_a_file(path: str) -> FsFailure:
@@ -54,12 +72,28 @@ def _open_regular_for_read(path: str) -> int:
 
 
 def read_file(path: str) -> bytes:
-    """The whole content of a regular file (symlinks followed)."""
+    """The whole content of a regular file (symlinks followed).
+
+    Raises:
+        FsFailure: -32600 when the file is larger than :data:`MAX_READ_FILE_BYTES`, by its size
+            or by what reading it yields (a growing file, a /proc file that reports size 0).
+    """
     fd = _open_regular_for_read(path)
     try:
+        size = os.fstat(fd).st_size
+        if size > MAX_READ_FILE_BYTES:
+            raise _file_too_large()
+        # One read of the whole file (one byte more tells a file that grew): a single part
+        # is returned by the join below without a copy.
+        want = size + 1 if size else _READ_CHUNK
         parts: list[bytes] = []
-        while chunk := os.read(fd, _READ_CHUNK):
+        total = 0
+        while chunk := os.read(fd, want):
+            total += len(chunk)
+            if total > MAX_READ_FILE_BYTES:
+                raise _file_too_large()
             parts.append(chunk)
+            want = _READ_CHUNK
         return b"".join(parts)
     finally:
         os.close(fd)
@@ -129,10 +163,22 @@ def get_metadata(path: str) -> Metadata:
 
 
 def read_directory(path: str) -> list[DirectoryEntry]:
-    """Entries in directory order; symlinks are followed and dangling ones left out."""
+    """Entries in directory order; symlinks are followed and dangling ones left out.
+
+    Raises:
+        FsFailure: -32603 when the directory has more than :data:`MAX_READ_DIRECTORY_ENTRIES`
+            entries. Past the limit, entries are only counted (for the message), not kept.
+    """
     entries: list[DirectoryEntry] = []
     with os.scandir(path) as it:
         for entry in it:
+            if len(entries) == MAX_READ_DIRECTORY_ENTRIES:
+                count = len(entries) + 1 + sum(1 for _ in it)
+                raise FsFailure(
+                    ErrorCode.INTERNAL_ERROR,
+                    f"fs/readDirectory returned {count} entries; "
+                    f"limit is {MAX_READ_DIRECTORY_ENTRIES}",
+                )
             try:
                 st = entry.stat(follow_symlinks=True)
             except OSError:

@@ -126,7 +126,9 @@ class FsService:
     async def read_file(self, p: ReadFileParams) -> ReadFileResult:
         path = parse_fs_path(p.path)
         data = await self._run(p.sandbox, _ops.read_file, path)
-        return ReadFileResult(data_base64=pybase64.b64encode(data).decode("ascii"))
+        encoded = pybase64.b64encode(data)
+        del data  # a file can be 512 MiB: hold at most two forms of it at a time
+        return ReadFileResult(data_base64=encoded.decode("ascii"))
 
     async def write_file(self, p: WriteFileParams) -> EmptyResult:
         path = parse_fs_path(p.path)

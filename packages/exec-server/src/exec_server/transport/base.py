@@ -17,6 +17,13 @@ class FrameSink(Protocol):
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection (WebSocket close code and reason where it applies)."""
 
+    def pause_reading(self) -> None:
+        """Hand the handler no more messages until :meth:`resume_reading`, and stop reading
+        from the peer; messages already read wait, in order. Safe after close."""
+
+    def resume_reading(self) -> None:
+        """Undo :meth:`pause_reading`: queued messages are delivered, reading resumes."""
+
     @property
     def closed(self) -> bool: ...
 
@@ -29,6 +36,7 @@ class MessageHandler(Protocol):
     def on_close(self) -> None: ...
 
     def pause_output(self) -> None:
-        """The transport's send buffer is over its high-water mark."""
+        """The transport's send buffer is over its high-water mark. (The transport itself
+        stops delivering messages until the buffer drains, see :mod:`.websocket`.)"""
 
     def resume_output(self) -> None: ...

@@ -20,6 +20,19 @@ class StdioConnection:
     def __init__(self) -> None:
         self._closed = False
         self._out = sys.stdout.buffer
+        self._readable = asyncio.Event()
+        self._readable.set()
+
+    def pause_reading(self) -> None:
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
+
+    async def wait_readable(self) -> None:
+        """Return when the handler takes messages (writes to stdout block, so only the
+        handler pauses reading here)."""
+        await self._readable.wait()
 
     @property
     def closed(self) -> bool:
@@ -51,6 +64,7 @@ async def serve_stdio(
     )
     try:
         while not conn.closed:
+            await conn.wait_readable()
             try:
                 line = await reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as exc:

@@ -1,13 +1,27 @@
 """WebSocket transport on the sans-I/O ``websockets`` protocol, plus the plain HTTP routes.
 
-Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` → 200 with an empty body, no auth; any request
-with an ``Origin`` header → 403; the WebSocket upgrade on ``/`` (after the auth check) → 101;
-anything else → 404. Inbound messages above ``max_message_size`` close the connection with 1009.
-Accepted sockets get TCP_NODELAY.
+Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` (ready to serve) and ``/livez`` (the process
+is alive) → 200 with an empty body, no auth; any request
+with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; the WebSocket
+upgrade on ``/`` (after the auth check) → 101; anything else → 404. Inbound messages above
+``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
+Frames that arrive with the upgrade request (in the same read) are handled after the 101.
+
+Until its upgrade or HTTP answer, a connection is "in the handshake": it must finish within
+``handshake_timeout`` seconds or it is dropped, and a new connection is dropped at once when
+``max_handshakes`` are in progress, or ``max_handshakes_per_address`` from its address (see
+:mod:`._limits`).
 
 Frames are written straight to the asyncio transport from the caller's stack (no task per
 message); when the transport's buffer passes its high-water mark the handler is told to pause
 its producers.
+
+Inbound flow control: while the send buffer is above its high-water mark (the peer is not
+reading its replies), or while the handler asks (:meth:`WebSocketConnection.pause_reading`, for
+its cap on requests in flight), no message is handed to the handler and the socket is not read:
+messages already read wait in order in a queue bounded by that last read. So a peer that sends
+requests and never reads replies costs at most the buffer's high-water mark plus the replies of
+what was already running, and TCP flow control pushes back on it.
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ import contextlib
 import logging
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +43,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ._limits import HandshakeTracker
 from ._messages import MessageAssembler
 from .base import MessageHandler
 
@@ -42,6 +58,7 @@ MAX_HEAD = 64 * 1024
 CLOSE_TIMEOUT = 5.0
 WRITE_HIGH = 8 * 1024 * 1024
 WRITE_LOW = 2 * 1024 * 1024
+_JOIN_BELOW = 64 * 1024  # smaller frames are joined: one transport.write() beats several
 
 
 class Authenticator(Protocol):
@@ -53,6 +70,13 @@ class Authenticator(Protocol):
 class HttpPolicy:
     max_message_size: int = 16 * 1024 * 1024
     authenticate: Authenticator | None = None
+    handshake_timeout: float = 10.0
+    """Seconds from accept to the end of the HTTP handshake."""
+    max_handshakes: int = 512
+    """Connections in the handshake at once, in all (the listener's fd budget for strangers)."""
+    max_handshakes_per_address: int = 128
+    """Connections in the handshake at once from one peer address. A handshake takes about a
+    millisecond, so this only binds a burst of connects or peers that stall."""
 
 
 def _response(status: int, reason: str, body: bytes = b"", head_only: bool = False) -> bytes:
@@ -69,10 +93,24 @@ class WebSocketConnection(asyncio.Protocol):
     """One accepted TCP connection: first HTTP, then (maybe) WebSocket."""
 
     def __init__(
-        self, policy: HttpPolicy, make_handler: Callable[[WebSocketConnection], MessageHandler]
+        self,
+        policy: HttpPolicy,
+        make_handler: Callable[[WebSocketConnection], MessageHandler],
+        handshakes: HandshakeTracker | None = None,
     ) -> None:
         self._policy = policy
         self._make_handler = make_handler
+        self._handshakes = handshakes or HandshakeTracker(
+            max_total=policy.max_handshakes, max_per_address=policy.max_handshakes_per_address
+        )
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._in_handshake = False
+        self._address = "?"
+        self._inbox: deque[bytes] = deque()
+        self._write_blocked = False  # the send buffer is above its high-water mark
+        self._handler_paused = False  # the handler asked for no more messages for now
+        self._reading = True
+        self._draining = False
         self._transport: asyncio.Transport | None = None
         self._head = bytearray()
         self._proto: ServerProtocol | None = None
@@ -94,11 +132,38 @@ class WebSocketConnection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = transport.get_extra_info("peername")
         if peer:
+            self._address = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         self._sock = sock if isinstance(sock, socket.socket) else None
+        if not self._handshakes.try_enter(self._address):
+            self._closed = True
+            transport.abort()
+            return
+        self._in_handshake = True
+        self._handshake_timer = asyncio.get_running_loop().call_later(
+            self._policy.handshake_timeout, self._handshake_expired
+        )
+
+    def _handshake_over(self) -> None:
+        if self._in_handshake:
+            self._in_handshake = False
+            self._handshakes.leave(self._address)
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+
+    def _handshake_expired(self) -> None:
+        self._handshake_timer = None
+        log.debug("handshake deadline passed for %s; closing", self.peer)
+        self._handshake_over()
+        self._closed = True
+        if self._transport is not None:
+            self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return  # refused or timed out: the transport is going away
         if self._proto is not None:
             self._proto.receive_data(data)
             self._after_receive()
@@ -119,6 +184,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._handshake_over()
         if self._close_timer is not None:
             self._close_timer.cancel()
         handler, self._handler = self._handler, None
@@ -126,17 +192,22 @@ class WebSocketConnection(asyncio.Protocol):
             handler.on_close()
 
     def pause_writing(self) -> None:
+        self._write_blocked = True
+        self._update_reading()
         if self._handler is not None:
             self._handler.pause_output()
 
     def resume_writing(self) -> None:
+        self._write_blocked = False
         if self._handler is not None:
             self._handler.resume_output()
+        self._drain_inbox()
 
     # -------------------------------------------------------------- HTTP
 
     def _http_reply(self, payload: bytes) -> None:
         assert self._transport is not None
+        self._handshake_over()
         self._transport.write(payload)
         self._transport.close()
         self._closed = True
@@ -155,10 +226,14 @@ class WebSocketConnection(asyncio.Protocol):
             self._http_reply(_response(400, "Bad Request", b"malformed HTTP request\n"))
             return
         path = target.split("?", 1)[0]
+        if len(headers.get_all("Authorization")) > 1:
+            # Which one would count is ambiguous (a proxy may check one, we the other).
+            self._http_reply(_response(400, "Bad Request", b"more than one Authorization header\n"))
+            return
         if "Origin" in headers:
             self._http_reply(_response(403, "Forbidden", b"cross-origin requests are refused\n"))
             return
-        if path == "/readyz" and method in ("GET", "HEAD"):
+        if path in ("/readyz", "/livez") and method in ("GET", "HEAD"):
             self._http_reply(_response(200, "OK", head_only=method == "HEAD"))
             return
         if path != "/" or method != "GET":
@@ -173,15 +248,23 @@ class WebSocketConnection(asyncio.Protocol):
                 return
         proto = ServerProtocol(max_size=self._policy.max_message_size, logger=log)
         self._proto = proto
+        # Everything read so far, frames sent right behind the request included: the protocol
+        # yields the request first, then those frames.
         proto.receive_data(bytes(self._head))
         self._head = bytearray()
-        for event in proto.events_received():
-            if isinstance(event, Request):
-                response = proto.accept(event)
-                proto.send_response(response)
-                if response.status_code == 101:
-                    self._handler = self._make_handler(self)
         self._after_receive()
+
+    def _accept(self, request: Request) -> None:
+        proto = self._proto
+        assert proto is not None
+        response = proto.accept(request)
+        proto.send_response(response)
+        self._handshake_over()
+        # The 101 must be on the wire before any reply to a frame that came with the request
+        # (replies bypass the protocol's buffer, see send()).
+        self._flush()
+        if response.status_code == 101:
+            self._handler = self._make_handler(self)
 
     # -------------------------------------------------------------- WebSocket
 
@@ -190,19 +273,56 @@ class WebSocketConnection(asyncio.Protocol):
         assert proto is not None
         events = proto.events_received()
         self._flush()
-        for frame in events:
-            if not isinstance(frame, Frame):  # pragma: no cover - only during the handshake
-                continue
-            message = self._messages.feed(frame)
-            if message is not None:
-                self._deliver(message)
+        for event in events:
+            if isinstance(event, Request):
+                self._accept(event)
+            elif isinstance(event, Frame):
+                message = self._messages.feed(event)
+                if message is not None:
+                    self._deliver(message)
         if proto.state is State.CLOSED:
             self._abort()
 
     def _deliver(self, data: bytes) -> None:
-        handler = self._handler
-        if handler is not None and not self._closed:
-            handler.on_message(data)
+        if self._handler is None or self._closed:
+            return
+        if self._inbox or self._blocked:
+            self._inbox.append(data)
+            self._update_reading()
+            return
+        self._handler.on_message(data)
+
+    @property
+    def _blocked(self) -> bool:
+        return self._write_blocked or self._handler_paused
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or self._closed or transport.is_closing():
+            return
+        want = not self._blocked
+        if want != self._reading:
+            self._reading = want
+            if want:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+
+    def _drain_inbox(self) -> None:
+        """Deliver queued messages while nothing blocks; then read again."""
+        if self._draining:
+            return  # an on_message below resumed us: the loop in progress carries on
+        self._draining = True
+        try:
+            while self._inbox and not self._blocked and not self._closed:
+                handler = self._handler
+                if handler is None:
+                    self._inbox.clear()
+                    break
+                handler.on_message(self._inbox.popleft())
+        finally:
+            self._draining = False
+        self._update_reading()
 
     def _flush(self) -> None:
         proto = self._proto
@@ -268,12 +388,34 @@ class WebSocketConnection(asyncio.Protocol):
                 sent = 0  # the transport's own write reports the failure
             if sent == n + len(header):
                 return
-            rest = b"".join((header, *parts))[sent:]
-            transport.write(rest)
+            self._write_parts(transport, (header, *parts), sent)
             return
-        transport.write(b"".join((header, *parts)))
+        if n < _JOIN_BELOW:
+            transport.write(b"".join((header, *parts)))
+        else:
+            self._write_parts(transport, (header, *parts), 0)
+
+    @staticmethod
+    def _write_parts(transport: asyncio.Transport, parts: tuple[bytes, ...], skip: int) -> None:
+        """Queue ``parts`` minus their first ``skip`` bytes without joining them: a big reply
+        is then copied once, into the transport's buffer, instead of three times."""
+        for part in parts:
+            if skip >= len(part):
+                skip -= len(part)
+                continue
+            transport.write(memoryview(part)[skip:] if skip else part)
+            skip = 0
+
+    def pause_reading(self) -> None:
+        self._handler_paused = True
+        self._update_reading()
+
+    def resume_reading(self) -> None:
+        self._handler_paused = False
+        self._drain_inbox()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        self._inbox.clear()
         proto = self._proto
         if proto is None or self._closed:
             return
@@ -294,6 +436,13 @@ async def serve_websocket(
 ) -> asyncio.Server:
     """Listen on ``host:port`` (port 0 picks a free one)."""
     loop = asyncio.get_running_loop()
+    handshakes = HandshakeTracker(
+        max_total=policy.max_handshakes, max_per_address=policy.max_handshakes_per_address
+    )
     return await loop.create_server(
-        lambda: WebSocketConnection(policy, make_handler), host, port, reuse_address=True
+        lambda: WebSocketConnection(policy, make_handler, handshakes),
+        host,
+        port,
+        reuse_address=True,
+        backlog=max(128, policy.max_handshakes),
     )
