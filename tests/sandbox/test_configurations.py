@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from accounts import server_command
 from conftest import make_world
 from escape_cases import CASES, TIMEOUT, Case, World, no_placeholders, raw_intent_for
 from exec_server.sandbox import is_sandbox_denied
@@ -41,8 +42,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NOBODY = 65534
 _EXEC_SERVER = str(Path(sys.executable).parent / "exec-server")
-_SETPRIV = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 _CONFINE = [sys.executable, "-m", "exec_server.testing.confine"]
+_AS_NOBODY = "<as nobody>"
+"""Stands for ``accounts.server_command(NOBODY)`` (worked out when the server starts)."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,13 @@ class Config:
 
 
 CONFIGS = {
-    "nobody": Config(NOBODY, [*_SETPRIV, _EXEC_SERVER], "user, mount and PID namespaces"),
+    "nobody": Config(NOBODY, [_AS_NOBODY], "user, mount and PID namespaces"),
     "root-no-landlock": Config(
         0, [*_CONFINE, "--hide-landlock", "--", _EXEC_SERVER], "seccomp, no Landlock"
     ),
     "nobody-no-landlock": Config(
         NOBODY,
-        [*_CONFINE, "--hide-landlock", "--", *_SETPRIV, _EXEC_SERVER],
+        [*_CONFINE, "--hide-landlock", "--", _AS_NOBODY],
         "user, mount and PID namespaces, own /proc, seccomp, no Landlock",
     ),
     "landlock-abi-2": Config(0, [_EXEC_SERVER], "Landlock ABI 2", ["--landlock-max-abi", "2"]),
@@ -73,7 +75,7 @@ CONFIGS = {
     ),
     "nobody-no-userns": Config(
         NOBODY,
-        [*_CONFINE, "--refuse-user-namespaces", "--", *_SETPRIV, _EXEC_SERVER],
+        [*_CONFINE, "--refuse-user-namespaces", "--", _AS_NOBODY],
         "sandbox unavailable on this host: missing user namespaces",
     ),
 }
@@ -93,7 +95,10 @@ async def configured(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str,
     name = str(request.param)
     config = CONFIGS[name]
     env = _server_env() if config.uid else None
-    async with ServerProcess(*config.args, command=config.command, env=env, cwd="/") as server:
+    command: list[str] = []
+    for part in config.command:
+        command += server_command(NOBODY) if part == _AS_NOBODY else [part]
+    async with ServerProcess(*config.args, command=command, env=env, cwd="/") as server:
         log = server.stderr.decode(errors="replace")
         assert config.layers in log, f"{name}: unexpected sandbox layers:\n{log[-3000:]}"
         client = await RawClient.connect(server.url)
