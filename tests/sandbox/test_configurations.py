@@ -56,26 +56,28 @@ class Config:
     args: list[str] = field(default_factory=list)
 
 
+def _confined(*flags: str, nobody: bool = False) -> list[str]:
+    # --own-root: inside a chroot (a throwaway rootfs) the kernel refuses user namespaces to
+    # everyone; out of it the server sees the host as a user's machine would.
+    return [*_CONFINE, "--own-root", *flags, "--", _AS_NOBODY if nobody else _EXEC_SERVER]
+
+
 CONFIGS = {
-    "nobody": Config(NOBODY, [_AS_NOBODY], "user, mount and PID namespaces"),
-    "root-no-landlock": Config(
-        0, [*_CONFINE, "--hide-landlock", "--", _EXEC_SERVER], "seccomp, no Landlock"
-    ),
+    "nobody": Config(NOBODY, _confined(nobody=True), "user, mount and PID namespaces"),
+    "root-no-landlock": Config(0, _confined("--hide-landlock"), "seccomp, no Landlock"),
     "nobody-no-landlock": Config(
         NOBODY,
-        [*_CONFINE, "--hide-landlock", "--", _AS_NOBODY],
+        _confined("--hide-landlock", nobody=True),
         "user, mount and PID namespaces, own /proc, seccomp, no Landlock",
     ),
-    "landlock-abi-2": Config(0, [_EXEC_SERVER], "Landlock ABI 2", ["--landlock-max-abi", "2"]),
-    "landlock-abi-4": Config(0, [_EXEC_SERVER], "Landlock ABI 4", ["--landlock-max-abi", "4"]),
+    "landlock-abi-2": Config(0, _confined(), "Landlock ABI 2", ["--landlock-max-abi", "2"]),
+    "landlock-abi-4": Config(0, _confined(), "Landlock ABI 4", ["--landlock-max-abi", "4"]),
     "root-no-userns": Config(
-        0,
-        [*_CONFINE, "--refuse-user-namespaces", "--", _EXEC_SERVER],
-        "sandbox layers: mount and PID namespaces",
+        0, _confined("--refuse-user-namespaces"), "sandbox layers: mount and PID namespaces"
     ),
     "nobody-no-userns": Config(
         NOBODY,
-        [*_CONFINE, "--refuse-user-namespaces", "--", _AS_NOBODY],
+        _confined("--refuse-user-namespaces", nobody=True),
         "sandbox unavailable on this host: missing user namespaces",
     ),
 }

@@ -12,6 +12,10 @@ the host its users have rather than this development machine:
   ``clone3`` ENOSYS (its flags are out of seccomp's reach; C libraries fall back to ``clone``),
   as with ``kernel.unprivileged_userns_clone=0``, an AppArmor restriction, or Docker's default
   seccomp profile.
+- ``--own-root`` (root only): when chrooted, first move into a private mount namespace whose
+  root is this chroot (made its root with ``pivot_root``). The kernel refuses user namespaces to
+  a chrooted process; the server then is not chrooted any more, so a check run inside a chroot
+  (a throwaway root file system) sees an ordinary host.
 
 To run the server as another account too, put ``setpriv --reuid=N --regid=N --clear-groups``
 (util-linux) between this and the server. Only for tests and benchmarks; it needs no privileges.
@@ -20,6 +24,7 @@ To run the server as another account too, put ``setpriv --reuid=N --regid=N --cl
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import sys
 
@@ -62,12 +67,57 @@ def build_confinement(*, hide_landlock: bool, refuse_user_namespaces: bool) -> b
     return _assemble(p)
 
 
+_MS_BIND, _MS_REC, _MS_PRIVATE, _MNT_DETACH = 4096, 1 << 14, 1 << 18, 2
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
+
+
+def own_root() -> None:
+    """Make this process's root the root of a new private mount namespace (see ``--own-root``);
+    nothing to do when it is not chrooted.
+
+    Root may leave a chroot (chroot into a subdirectory, walk up past it); from the real root,
+    the old root directory is bound onto itself and made the namespace's root with
+    ``pivot_root``, so the kernel no longer sees a chrooted process.
+
+    Raises:
+        OSError: the kernel refused a step (not root, say).
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(result: int) -> None:
+        if result != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
+
+    check(libc.unshare(_kernel.CLONE_NEWNS))
+    check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None))
+    here = os.open("/", os.O_PATH | os.O_DIRECTORY)
+    try:
+        os.chroot("/tmp")  # the working directory stays outside the new root: walk up
+        for _ in range(256):
+            os.chdir("..")
+        os.chroot(".")
+        path = os.readlink(f"/proc/self/fd/{here}").encode()
+    finally:
+        os.close(here)
+    if path == b"/":
+        return
+    check(libc.mount(path, path, None, _MS_BIND | _MS_REC, None))
+    os.chdir(path)
+    check(libc.syscall(_SYS_PIVOT_ROOT[_kernel.ARCH or "x86_64"], b".", b"."))
+    check(libc.umount2(b".", _MNT_DETACH))
+    os.chdir("/")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m exec_server.testing.confine")
     parser.add_argument("--hide-landlock", action="store_true")
     parser.add_argument("--refuse-user-namespaces", action="store_true")
+    parser.add_argument("--own-root", action="store_true")
     parser.add_argument("command", nargs="+")
     args = parser.parse_args(argv)
+    if args.own_root:
+        own_root()
     if args.hide_landlock or args.refuse_user_namespaces:
         _kernel.set_no_new_privs()
         _kernel.seccomp_set_filter(
