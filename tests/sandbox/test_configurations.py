@@ -3,6 +3,8 @@
 Each configuration starts one real server the way such a host would run it and drives every
 escape case of ``escape_cases`` through ``process/start`` (pipes), checked from outside:
 
+- ``root``: as root on this kernel (the escape cases run here also on ptys, with controls, in
+  ``test_server_escapes``);
 - ``nobody``: the server as uid 65534 (``setpriv``), and the world (files, victim, interpreter)
   belongs to that account too, so an escape is visible and not stopped by file permissions: each
   case also runs unsandboxed there and must escape;
@@ -19,6 +21,7 @@ other layers than expected): nothing here skips.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import sys
@@ -34,7 +37,8 @@ from conftest import make_world
 from escape_cases import CASES, TIMEOUT, Case, World, no_placeholders, raw_intent_for
 from exec_server.sandbox import is_sandbox_denied
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
-from sandbox_intents import workspace_write
+from fs_cases import FS_OPS, FS_PARAMS, FS_TARGETS, fs_intent, prepare_fs_world, tree
+from sandbox_intents import read_only, workspace_write
 
 from tests.support import start_params, wait_until
 
@@ -63,6 +67,7 @@ def _confined(*flags: str, nobody: bool = False) -> list[str]:
 
 
 CONFIGS = {
+    "root": Config(0, _confined(), "user, mount and PID namespaces"),
     "nobody": Config(NOBODY, _confined(nobody=True), "user, mount and PID namespaces"),
     "root-no-landlock": Config(0, _confined("--hide-landlock"), "seccomp, no Landlock"),
     "nobody-no-landlock": Config(
@@ -86,9 +91,15 @@ REFUSED = {"nobody-no-userns"}
 _ids = itertools.count(1)
 
 
-def _server_env() -> dict[str, str]:
-    # Coverage of another account's server would write where that account cannot.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COV")}
+SECRET = f"exec-server-secret-{os.getpid()}"
+"""In every configured server's environment: a sandboxed fs method must never return it."""
+
+
+def _server_env(uid: int) -> dict[str, str]:
+    env = dict(os.environ, EXEC_SERVER_TEST_SECRET=SECRET)
+    if uid:
+        # Coverage of another account's server would write where that account cannot.
+        env = {k: v for k, v in env.items() if not k.startswith("COV")}
     return env
 
 
@@ -96,7 +107,7 @@ def _server_env() -> dict[str, str]:
 async def configured(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, RawClient]]:
     name = str(request.param)
     config = CONFIGS[name]
-    env = _server_env() if config.uid else None
+    env = _server_env(config.uid)
     command: list[str] = []
     for part in config.command:
         command += server_command(NOBODY) if part == _AS_NOBODY else [part]
@@ -178,3 +189,83 @@ async def test_workspace_write_still_writes_inside_its_root_in_this_configuratio
         return
     assert (await _run(client, w, command, workspace_write(w.root)))[1:3] == (0, b"")
     assert (w.root / "d" / "moved").read_text() == "x\n"
+
+
+@pytest.mark.parametrize(
+    ("op", "target", "intent"), FS_PARAMS, ids=["-".join(p) for p in FS_PARAMS]
+)
+async def test_sandboxed_fs_method_cannot_write_outside_the_roots_in_this_configuration(
+    op: str, target: str, intent: str, configured: tuple[str, RawClient], config_world: World
+) -> None:
+    name, client = configured
+    w = config_world
+    prepare_fs_world(w)
+    base = w.fmt(FS_TARGETS.get(target, "{root}"))
+    before = tree(w.root.parent)
+    with pytest.raises(RawRpcError) as raised:
+        await FS_OPS[op](client, w, base, fs_intent(intent, w))
+    if name in REFUSED:
+        assert "sandbox unavailable on this host" in raised.value.message
+    else:
+        assert (raised.value.code, raised.value.message) == (
+            -32603,
+            "Read-only file system (os error 30)",
+        )
+    await wait_until(lambda: no_placeholders(w.root), timeout=TIMEOUT)
+    assert tree(w.root.parent) == before
+
+
+async def test_workspace_write_fs_method_still_writes_inside_its_root_in_this_configuration(
+    configured: tuple[str, RawClient], config_world: World
+) -> None:
+    name, client = configured
+    w = config_world
+    params = {"path": f"file://{w.root}/made", "dataBase64": "eA==", "sandbox": None}
+    params["sandbox"] = workspace_write(w.root)
+    if name in REFUSED:
+        with pytest.raises(RawRpcError):
+            await client.call("fs/writeFile", params)
+        return
+    await client.call("fs/writeFile", params)
+    assert (w.root / "made").read_text() == "x"
+
+
+async def test_sandboxed_fs_method_cannot_read_the_servers_own_proc_in_this_configuration(
+    configured: tuple[str, RawClient], config_world: World
+) -> None:
+    name, client = configured
+    for path in ("/proc/self/environ", "/proc/thread-self/environ"):
+        params = {"path": f"file://{path}", "sandbox": read_only()}
+        try:
+            data = base64.b64decode((await client.call("fs/readFile", params))["dataBase64"])
+        except RawRpcError:
+            continue  # hidden (a root server's fs thread) or refused
+        # A server that is not root reads through a sandboxed child: its own /proc/self.
+        assert name not in REFUSED
+        assert SECRET.encode() not in data
+    # Without a sandbox the server reads its own entry (the check above can fail).
+    plain = await client.call("fs/readFile", {"path": "file:///proc/self/environ"})
+    assert SECRET.encode() in base64.b64decode(plain["dataBase64"])
+
+
+async def test_sandboxed_fs_method_refuses_to_write_through_a_second_hard_link(
+    configured: tuple[str, RawClient], config_world: World
+) -> None:
+    name, client = configured
+    w = config_world
+    outside = w.outside / "linked"
+    outside.write_text("outside")
+    os.link(outside, w.root / "linked")
+    os.chown(w.root / "linked", w.uid, w.uid)
+    sandbox = workspace_write(w.root)
+    for method, params in (
+        ("fs/copy", {"sourcePath": f"file://{w.root}/a", "destinationPath":
+                     f"file://{w.root}/linked", "recursive": False}),
+        ("fs/open", {"handleId": f"h{next(_ids)}", "path": f"file://{w.root}/linked",
+                     "mode": "replace"}),
+    ):  # fmt: skip
+        with pytest.raises(RawRpcError) as raised:
+            await client.call(method, {**params, "sandbox": sandbox})
+        if name not in REFUSED:
+            assert "more than one hard link" in raised.value.message
+    assert outside.read_text() == "outside"

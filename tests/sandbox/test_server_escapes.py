@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import stat
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +29,8 @@ from escape_cases import (
 )
 from exec_server.sandbox import is_sandbox_denied
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
-from sandbox_intents import read_only, workspace_write
+from fs_cases import FS_OPS, FS_PARAMS, FS_TARGETS, fs_intent, prepare_fs_world, tree
+from sandbox_intents import workspace_write
 
 from tests.support import start_params, wait_until
 
@@ -223,163 +221,47 @@ async def test_setsid_background_child_of_an_unsandboxed_command_outlives_it(
     await client.collect(process_id, timeout=TIMEOUT)  # it closes once the child is done
 
 
-# -- fs methods ---------------------------------------------------------------------------------
-
-FsOp = Callable[[RawClient, World, str, "dict[str, Any] | None"], Awaitable[None]]
-
-
-def _uri(path: str) -> str:
-    return f"file://{path}"
-
-
-def _with_sandbox(params: dict[str, Any], sandbox: dict[str, Any] | None) -> dict[str, Any]:
-    if sandbox is not None:
-        params["sandbox"] = sandbox
-    return params
-
-
-async def _write_file(c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None) -> None:
-    await c.call(
-        "fs/writeFile", _with_sandbox({"path": _uri(f"{base}/new"), "dataBase64": "eA=="}, sandbox)
-    )
-
-
-async def _overwrite_file(
-    c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None
-) -> None:
-    await c.call(
-        "fs/writeFile",
-        _with_sandbox({"path": _uri(f"{base}/victim"), "dataBase64": "eA=="}, sandbox),
-    )
-
-
-async def _create_directory(
-    c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None
-) -> None:
-    params = {"path": _uri(f"{base}/newdir/sub"), "recursive": True}
-    await c.call("fs/createDirectory", _with_sandbox(params, sandbox))
-
-
-async def _remove(c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None) -> None:
-    params = {"path": _uri(f"{base}/victim"), "recursive": True, "force": True}
-    await c.call("fs/remove", _with_sandbox(params, sandbox))
-
-
-async def _copy(c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None) -> None:
-    params = {
-        "sourcePath": _uri(f"{w.root}/a"),
-        "destinationPath": _uri(f"{base}/copied"),
-        "recursive": False,
-    }
-    await c.call("fs/copy", _with_sandbox(params, sandbox))
-
-
-async def _open_replace_write_block(
-    c: RawClient, w: World, base: str, sandbox: dict[str, Any] | None
-) -> None:
-    handle = f"h-{next(_ids)}"
-    params = {"handleId": handle, "path": _uri(f"{base}/victim"), "mode": "replace"}
-    try:
-        await c.call("fs/open", _with_sandbox(params, sandbox))
-    except RawRpcError:
-        # Nothing was opened: a block written to the handle anyway must not land anywhere.
-        with pytest.raises(RawRpcError):
-            await c.call("fs/writeBlock", {"handleId": handle, "offset": 0, "chunk": "eA=="})
-        raise
-    await c.call("fs/writeBlock", {"handleId": handle, "offset": 0, "chunk": "eA=="})
-    await c.call("fs/close", {"handleId": handle})
-
-
-FS_OPS: dict[str, FsOp] = {
-    "writeFile new": _write_file,
-    "writeFile existing": _overwrite_file,
-    "createDirectory": _create_directory,
-    "remove": _remove,
-    "copy": _copy,
-    "open replace + writeBlock": _open_replace_write_block,
-}
-
-FS_TARGETS = {
-    "outside": "{out}",
-    "through a symlink": "{root}/link",
-    "into .git": "{root}/.git",
-}
-"""Where the fs method writes (its directory); ``.git`` only matters under workspace-write."""
-
-FS_PARAMS = [
-    (op, target, intent)
-    for op in FS_OPS
-    for target in FS_TARGETS
-    for intent in ("workspace-write", "read-only")
-] + [(op, "inside the root", "read-only") for op in FS_OPS]
-
-
-def _tree(top: Path) -> dict[str, tuple[str, bytes | int]]:
-    """Everything under ``top``: type and content (files), target (links), mode (the rest)."""
-    found: dict[str, tuple[str, bytes | int]] = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                found[path] = ("link", os.fsencode(os.readlink(path)))
-            elif stat.S_ISREG(st.st_mode):
-                found[path] = ("file", Path(path).read_bytes())
-            else:
-                found[path] = ("other", st.st_mode)
-    return found
-
-
-def _prepare_fs_world(w: World) -> None:
-    for directory in (w.outside, w.root, w.root / ".git"):
-        (directory / "victim").write_text("victim")
-
-
-def _fs_intent(intent: str, w: World) -> dict[str, Any]:
-    return read_only() if intent == "read-only" else workspace_write(w.root)
-
-
 @pytest.mark.parametrize(
     ("op", "target", "intent"), FS_PARAMS, ids=["-".join(p) for p in FS_PARAMS]
 )
 async def test_sandboxed_fs_method_cannot_write_outside_the_writable_roots(
     op: str, target: str, intent: str, world: World, client: RawClient
 ) -> None:
-    _prepare_fs_world(world)
+    prepare_fs_world(world)
     base = world.fmt(FS_TARGETS.get(target, "{root}"))
-    before = _tree(world.root.parent)
+    before = tree(world.root.parent)
     with pytest.raises(RawRpcError) as raised:
-        await FS_OPS[op](client, world, base, _fs_intent(intent, world))
+        await FS_OPS[op](client, world, base, fs_intent(intent, world))
     assert (raised.value.code, raised.value.message) == (
         -32603,
         "Read-only file system (os error 30)",
     )
     await wait_until(lambda: no_placeholders(world.root), timeout=TIMEOUT)
-    assert _tree(world.root.parent) == before
+    assert tree(world.root.parent) == before
 
 
 @pytest.mark.parametrize(("op", "target"), [(op, t) for op in FS_OPS for t in FS_TARGETS])
 async def test_same_fs_method_without_a_sandbox_does_write_there(
     op: str, target: str, world: World, client: RawClient
 ) -> None:
-    _prepare_fs_world(world)
+    prepare_fs_world(world)
     base = world.fmt(FS_TARGETS[target])
-    before = _tree(world.root.parent)
+    before = tree(world.root.parent)
     await FS_OPS[op](client, world, base, None)
-    assert _tree(world.root.parent) != before
+    assert tree(world.root.parent) != before
 
 
 @pytest.mark.parametrize("op", list(FS_OPS))
 async def test_workspace_write_fs_method_still_writes_inside_its_root(
     op: str, world: World, client: RawClient
 ) -> None:
-    _prepare_fs_world(world)
-    outside_before = _tree(world.outside)
-    before = _tree(world.root)
+    prepare_fs_world(world)
+    outside_before = tree(world.outside)
+    before = tree(world.root)
     await FS_OPS[op](client, world, str(world.root), workspace_write(world.root))
     await wait_until(lambda: no_placeholders(world.root), timeout=TIMEOUT)
-    assert _tree(world.root) != before
-    assert _tree(world.outside) == outside_before
+    assert tree(world.root) != before
+    assert tree(world.outside) == outside_before
 
 
 async def test_without_cgroups_a_sandboxed_command_still_takes_its_background_child_along(

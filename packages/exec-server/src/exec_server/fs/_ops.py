@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 
 from exec_server_protocol import ErrorCode
 from exec_server_protocol.fs import DirectoryEntry, Metadata
@@ -45,6 +46,27 @@ is held in memory, then base64-encoded, so larger files go through ``fs/open`` +
 MAX_READ_DIRECTORY_ENTRIES = 50_000
 """Most entries ``fs/readDirectory`` returns (the reference's limit and message); ``fs/walk``
 pages through larger trees."""
+
+
+SANDBOXED = threading.local()
+"""``SANDBOXED.active`` is true in a thread (or worker) running under a sandbox intent."""
+
+
+def _refuse_shared_inode(path: str) -> None:
+    """Under a sandbox, refuse to write through a file with more than one hard link: its other
+    name may lie outside the writable roots (a link made before the sandbox existed)."""
+    if not getattr(SANDBOXED, "active", False):
+        return
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        raise FsFailure(
+            ErrorCode.INVALID_REQUEST,
+            f"refusing to write through `{display_path(path)}` under a sandbox: the file has "
+            "more than one hard link",
+        )
 
 
 def _file_too_large() -> FsFailure:
@@ -250,6 +272,7 @@ def _copy_file(source: str, destination: str) -> None:
             return
     except FileNotFoundError:
         pass
+    _refuse_shared_inode(destination)
     shutil.copyfile(source, destination)
     shutil.copymode(source, destination)
 
@@ -299,6 +322,8 @@ def open_handle_probe(path: str, replace: bool) -> tuple[int, int]:
     Used under a sandbox: the sandboxed child decides whether the open is allowed (and, for
     ``replace``, creates and truncates the file); the server then opens the same inode itself.
     """
+    if replace:
+        _refuse_shared_inode(path)
     fd = open_handle_fd(path, write=replace, create=replace)
     try:
         st = os.fstat(fd)

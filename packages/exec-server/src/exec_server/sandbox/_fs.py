@@ -7,8 +7,11 @@ writable, protected paths read-only), hides ``/proc`` under an empty read-only t
 is the server: its ``/proc/self`` holds the server's environment and memory), and adds Landlock
 where the kernel has it. A denied write raises the kernel's own ``OSError`` and nothing outside
 the writable roots changes. The network and signal rules do not apply to fs methods. A thread of
-a multi-threaded process can enter a mount namespace only as root; other servers refuse
-sandboxed fs methods with a message saying so.
+a multi-threaded process can enter a mount namespace only as root: a server running as another
+account runs the operation in a sandboxed child instead (``_fs_worker``, started through the
+same helper as a sandboxed command; its own PID namespace and ``/proc`` keep the server's
+``/proc`` out of reach). Either way, a write through a file with more than one hard link is
+refused (its other name may lie outside the roots).
 
 Error shape: Landlock denies with EACCES, but the reference's sandbox is a read-only mount and
 answers a denied write with EROFS ("Read-only file system", -32603 on the wire), while a denied
@@ -22,7 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
+import pickle
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,7 +38,8 @@ from typing import Any, TypeVar
 from exec_server_protocol.sandbox import SandboxIntent
 
 from ..exceptions import SandboxUnavailable
-from . import _kernel, _probe
+from ..fs import _ops
+from . import _kernel, _probe, _spawn
 from ._landlock import build_ruleset
 from ._mounts import PLACEHOLDERS, MountPlan, apply_mounts, plan_mounts
 from ._policy import Policy, compile_policy, inside, real_or_normal
@@ -41,6 +49,7 @@ __all__ = ["run_fs_sandboxed"]
 T = TypeVar("T")
 
 _HIDDEN_PROC = 1 | 2 | 4 | 8  # MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+_WORKER_TIMEOUT_S = 600
 
 
 async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: Any) -> T:
@@ -60,22 +69,75 @@ async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: A
     layers = _probe.layers()
     if layers.problem is not None:
         raise SandboxUnavailable(layers.problem)
-    if os.geteuid() != 0:
-        raise SandboxUnavailable(
-            "sandbox unavailable: sandboxed file-system methods need a server running as root "
-            "(a server thread can enter a mount namespace only with CAP_SYS_ADMIN)"
-        )
     if not fs_policy.read_all and layers.landlock_abi < 1:
         raise SandboxUnavailable(
             "sandbox unavailable on this host: restricting reads to some paths needs Landlock"
         )
-    mounts = plan_mounts(fs_policy)
+    try:
+        if os.geteuid() == 0:
+            return await _in_thread(fs_policy, fn, args)
+        return await asyncio.to_thread(_in_worker, fs_policy, layers, fn, args)
+    except PermissionError as exc:
+        if exc.errno == errno.EACCES and _write_denied_here(exc, fs_policy):
+            raise OSError(
+                errno.EROFS, os.strerror(errno.EROFS), exc.filename, None, exc.filename2
+            ) from exc
+        raise
+
+
+def _in_worker(policy: Policy, layers: _probe.Layers, fn: Callable[..., T], args: Any) -> T:
+    """Run ``fn(*args)`` in a sandboxed child (``_fs_worker``): what a server that is not root
+    does, since only root can give one of its threads a mount namespace."""
+    setup = _spawn.Setup(policy, layers)
+    try:
+        helper_fd = setup.write_helper(userns=layers.userns, own_proc=layers.own_proc, leaf=None)
+        python = _worker_python()
+        result = subprocess.run(
+            ["exec-server-sandbox", python, python, "-m", "exec_server.sandbox._fs_worker"],
+            executable=f"/proc/self/fd/{helper_fd}",
+            pass_fds=setup.child_fds,
+            input=pickle.dumps((fn, args)),
+            capture_output=True,
+            env={
+                "PATH": os.environ.get("PATH", os.defpath),
+                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+            },
+            cwd="/",
+            start_new_session=True,
+            timeout=_WORKER_TIMEOUT_S,
+            check=False,
+        )
+    finally:
+        setup.release()
+    # The outcome travels on stdout; the exit status may already have been reaped by the
+    # server's orphan reaper (then it reads 0), so it only matters when stdout is empty.
+    if not result.stdout:
+        tail = result.stderr.decode(errors="replace").strip()[-300:]
+        raise OSError(errno.EIO, f"sandboxed file operation failed: {tail or result.returncode}")
+    kind, value = pickle.loads(result.stdout)
+    if kind == "error":
+        raise value
+    return value  # type: ignore[no-any-return]  # what fn returned, pickled
+
+
+@functools.cache
+def _worker_python() -> str:
+    """An interpreter of this Python version that this account may execute (the server's own
+    may have been started by a privilege-dropping exec from a place the account cannot reach;
+    the modules come from ``sys.path`` either way)."""
+    minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = (sys.executable, f"/usr/bin/{minor}", f"/usr/local/bin/{minor}")
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), sys.executable)
+
+
+async def _in_thread(policy: Policy, fn: Callable[..., T], args: Any) -> T:
+    mounts = plan_mounts(policy)
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     try:
         thread = threading.Thread(
             target=_run_restricted,
-            args=(fs_policy, mounts, fn, args, loop, future),
+            args=(policy, mounts, fn, args, loop, future),
             name="fs-sandboxed",
             daemon=True,
         )
@@ -86,14 +148,7 @@ async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: A
     # Placeholders go once the operation is over: removing one from this (host) namespace while
     # the thread still works would detach its read-only mount.
     future.add_done_callback(lambda _: _release(mounts))
-    try:
-        return await asyncio.shield(future)
-    except PermissionError as exc:
-        if exc.errno == errno.EACCES and _write_denied_here(exc, fs_policy):
-            raise OSError(
-                errno.EROFS, os.strerror(errno.EROFS), exc.filename, None, exc.filename2
-            ) from exc
-        raise
+    return await asyncio.shield(future)
 
 
 def _write_denied_here(exc: OSError, policy: Policy) -> bool:
@@ -136,6 +191,7 @@ def _run_restricted(
         finally:
             if ruleset_fd is not None:
                 os.close(ruleset_fd)
+        _ops.SANDBOXED.active = True
         result = fn(*args)
     except BaseException as exc:
         loop.call_soon_threadsafe(_settle, future, None, exc)

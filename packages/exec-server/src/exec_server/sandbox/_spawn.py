@@ -118,7 +118,7 @@ def prepare_spawn(
             "(the kernel offers none)"
         )
     target = resolve_program(argv[0], cwd)
-    setup = _Setup(policy, layers)
+    setup = Setup(policy, layers)
     try:
         helper_fd = setup.write_helper(userns=layers.userns, own_proc=layers.own_proc, leaf=leaf)
     except BaseException:
@@ -220,7 +220,7 @@ def _build_script(
     s.call("close_range", 3, 0xFFFFFFFF, 0)
 
 
-class _Setup:
+class Setup:
     """Everything one sandboxed spawn holds: the ruleset, the helper file, the placeholders."""
 
     __slots__ = ("_bpf", "_helper_fd", "_lock", "_mounts", "_policy", "_ruleset_fd")
