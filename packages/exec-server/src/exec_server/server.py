@@ -264,7 +264,10 @@ class Server:
         self.runtimes: dict[str, SessionRuntime] = {}
         cgroups = CgroupManager.create() if self.config.use_cgroups else None
         if cgroups is None:
-            log.warning("no usable cgroup v2: tree kill falls back to process groups and /proc")
+            log.warning(
+                "no usable cgroup v2: tree kill of unsandboxed commands is best effort (process "
+                "groups and /proc); sandboxed commands take their whole tree along (PID namespace)"
+            )
         from . import sandbox
 
         log.info(sandbox.describe())
