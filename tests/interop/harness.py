@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from exec_server.testing import ServerProcess
+from exec_server.testing.accounts import server_command
 from mock_responses import MockResponses, Script
 from wire_log import WireLog
 
@@ -180,10 +181,13 @@ class Interop:
         ]
 
     def mcp_config(self, name: str, cwd: Path) -> str:
+        # The server's account must be able to run the interpreter (the MCP server needs only
+        # the standard library): another account gets the system one.
+        python = sys.executable if not os.environ.get("EXEC_SERVER_INTEROP_UID") else "python3"
         return "\n".join(
             [
                 f"[mcp_servers.{name}]",
-                f"command = {toml_str(sys.executable)}",
+                f"command = {toml_str(python)}",
                 f"args = [{toml_str(str(MCP_SERVER))}]",
                 f"cwd = {toml_str(str(cwd))}",
                 'environment_id = "remote"',
@@ -231,7 +235,19 @@ async def interop_env(name: str, *server_args: str) -> Any:
     # EXEC_SERVER_INTEROP_SERVER=reference runs the same scenarios against the reference
     # `codex exec-server` (for comparing what Codex does against each).
     ours = os.environ.get("EXEC_SERVER_INTEROP_SERVER", "ours") != "reference"
-    if ours:
+    # EXEC_SERVER_INTEROP_UID=65534 runs our server as that account (out of a chroot first):
+    # the sandbox scenarios must hold for an ordinary account too.
+    uid = int(os.environ.get("EXEC_SERVER_INTEROP_UID", "0"))
+    if ours and uid:
+        for directory in (work, home):
+            os.chown(directory, uid, uid)
+        env = {k: v for k, v in env.items() if not k.startswith("COV")}
+        own_root = [sys.executable, "-m", "exec_server.testing.confine", "--own-root", "--"]
+        server_process = ServerProcess(
+            "--log-level", "debug", *server_args,
+            command=[*own_root, *server_command(uid)], env=env, cwd="/",
+        )  # fmt: skip
+    elif ours:
         server_process = ServerProcess("--log-level", "debug", *server_args, env=env)
     else:
         env["CODEX_HOME"] = str(home / "server-home")

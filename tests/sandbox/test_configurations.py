@@ -32,11 +32,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from accounts import server_command
 from conftest import make_world
 from escape_cases import CASES, TIMEOUT, Case, World, no_placeholders, raw_intent_for
 from exec_server.sandbox import is_sandbox_denied
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
+from exec_server.testing.accounts import server_command
 from fs_cases import FS_OPS, FS_PARAMS, FS_TARGETS, fs_intent, prepare_fs_world, tree
 from sandbox_intents import read_only, workspace_write
 

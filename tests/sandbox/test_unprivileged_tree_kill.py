@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from accounts import server_command
 from exec_server.testing import RawClient, ServerProcess
+from exec_server.testing.accounts import server_command
 from sandbox_intents import workspace_write
 
 from tests.support import start_params, wait_until

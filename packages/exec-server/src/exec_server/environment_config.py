@@ -53,9 +53,11 @@ def _select(doc: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
 
 
 def _layer(file: Path, paths: list[list[str]], source: str) -> list[ConfigLayer]:
-    if not paths or not file.is_file():
+    if not paths:
         return []
     try:
+        if not file.is_file():
+            return []
         doc = tomllib.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise internal_error(f"failed to read {file}: {exc}") from exc

@@ -1,4 +1,4 @@
-"""How to start the server as another account, wherever the checkout lives.
+"""How to start the server as another account, wherever the checkout lives (tests, benchmarks).
 
 The venv's interpreter and the checkout may sit where another account cannot reach them (a clone
 under root's home, mode 0700). Then the server's code and its dependencies are copied once per
@@ -15,7 +15,11 @@ import subprocess
 import sys
 import tempfile
 
-__all__ = ["server_command"]
+import exec_server_protocol
+
+import exec_server
+
+__all__ = ["server_command", "setpriv"]
 
 _EXEC_SERVER = os.path.join(os.path.dirname(sys.executable), "exec-server")
 _IMPORTS = (
@@ -28,6 +32,7 @@ _IMPORTS = (
 
 
 def setpriv(uid: int) -> list[str]:
+    """``setpriv`` (util-linux) dropping to ``uid`` (and the group of the same number)."""
     return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
 
 
@@ -42,10 +47,12 @@ def server_command(uid: int) -> list[str]:
     os.chmod(site, 0o755)
     listed = subprocess.run(
         [sys.executable, "-c", _IMPORTS], capture_output=True, text=True, check=True
-    ).stdout.split()
+    ).stdout.splitlines()
     roots = [p for p in sys.path if p and os.path.isdir(p) and "site-packages" in p]
-    roots += [os.path.dirname(os.path.dirname(__import__(n).__file__))
-              for n in ("exec_server", "exec_server_protocol")]  # fmt: skip
+    roots += [
+        os.path.dirname(os.path.dirname(package.__file__ or ""))
+        for package in (exec_server, exec_server_protocol)
+    ]
     copied: set[str] = set()
     for path in listed:
         for root in roots:
