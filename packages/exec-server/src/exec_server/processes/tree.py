@@ -22,6 +22,7 @@ import fcntl
 import itertools
 import logging
 import os
+import re
 import secrets
 import signal
 import tempfile
@@ -258,11 +259,16 @@ class CgroupManager:
                 os.rmdir(self._private_mount)
 
 
+_TREE_NAME = re.compile(r"exec-server-\d+-[0-9a-f]{8}")
+
+
 def _sweep_dead_servers(home: str) -> None:
     """Remove the empty cgroup trees of earlier servers that died without cleaning up: those
     whose directory lock nobody holds (a live server holds its own for its whole life)."""
     try:
-        entries = [e for e in os.scandir(home) if e.name.startswith("exec-server-")]
+        # Only trees named like ours (pid-random): a server of an older version holds no lock
+        # on its tree, and must not lose it to a newer one during an upgrade.
+        entries = [e for e in os.scandir(home) if _TREE_NAME.fullmatch(e.name)]
     except OSError:
         return
     for entry in entries:
