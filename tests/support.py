@@ -31,3 +31,17 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0) ->
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110 - OS state has no event to wait on
             await asyncio.sleep(0.01)
+
+
+async def http_request(url: str, request: bytes) -> tuple[int, bytes]:
+    """Send a raw HTTP ``request`` to the server at ``url`` (ws://host:port); returns the
+    status code and the body once the server closed the connection."""
+    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    async with asyncio.timeout(10):
+        data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body

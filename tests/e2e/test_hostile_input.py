@@ -22,7 +22,7 @@ from exec_server.testing import RawClient, ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.support import start_params, wait_until
+from tests.support import http_request, start_params, wait_until
 
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -56,18 +56,6 @@ def read_server_frame(data: bytes) -> tuple[bytes, bytes] | None:
     if len(data) < offset + n:
         return None
     return data[offset : offset + n], data[offset + n :]
-
-
-async def http_status(url: str, request: bytes) -> tuple[int, bytes]:
-    host, port = url.removeprefix("ws://").rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(request)
-    await writer.drain()
-    async with asyncio.timeout(10):
-        data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 def assert_clean_log(server: ServerProcess) -> None:
@@ -170,7 +158,7 @@ async def test_a_frame_in_the_same_packet_as_the_upgrade_request_is_answered(
 
 
 async def test_two_authorization_headers_are_refused_with_400(server: ServerProcess) -> None:
-    status, body = await http_status(
+    status, body = await http_request(
         server.url, UPGRADE + b"Authorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n"
     )
     assert (status, body) == (400, b"more than one Authorization header\n")
@@ -219,7 +207,7 @@ async def test_a_jwt_whose_header_nests_20000_deep_is_refused_with_401(
     unsigned = f"{b64url(deep)}.e30.{b64url(b'x' * 32)}"
     signed = signed_token({"exp": time.time() + 60}, header=b"[" * 2000 + b"]" * 2000)
     for token in (unsigned, signed):
-        status, body = await http_status(
+        status, body = await http_request(
             jwt_server.url, UPGRADE + f"Authorization: Bearer {token}\r\n\r\n".encode()
         )
         assert status == 401, body

@@ -16,26 +16,14 @@ from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.support import start_params
-
-
-async def http(url: str, request: bytes) -> tuple[int, bytes]:
-    host, port = url.removeprefix("ws://").rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(request)
-    await writer.drain()
-    async with asyncio.timeout(10):
-        data = await reader.read()
-    writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+from tests.support import http_request, start_params
 
 
 async def test_readyz_answers_200_with_an_empty_body_for_get_and_head(
     server: ServerProcess,
 ) -> None:
-    assert await http(server.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (200, b"")
-    assert await http(server.url, b"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (200, b"")
+    assert await http_request(server.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (200, b"")
+    assert await http_request(server.url, b"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (200, b"")
 
 
 async def test_livez_answers_200_without_auth_beside_readyz(tmp_path: Path) -> None:
@@ -43,14 +31,14 @@ async def test_livez_answers_200_without_auth_beside_readyz(tmp_path: Path) -> N
         "--ws-auth", "capability-token", "--ws-token-file", _token_file(tmp_path, "s3cret")
     ) as s:
         for path in (b"/livez", b"/readyz"):
-            get = await http(s.url, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-            head = await http(s.url, b"HEAD " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            get = await http_request(s.url, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await http_request(s.url, b"HEAD " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             assert get == head == (200, b"")
 
 
 async def test_other_paths_are_404_and_any_origin_is_403(server: ServerProcess) -> None:
-    assert (await http(server.url, b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 404
-    status, _ = await http(
+    assert (await http_request(server.url, b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 404
+    status, _ = await http_request(
         server.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\nOrigin: http://evil\r\n\r\n"
     )
     assert status == 403
@@ -300,7 +288,7 @@ async def test_capability_token_guards_the_upgrade_but_not_readyz(tmp_path: Path
     async with ServerProcess(
         "--ws-auth", "capability-token", "--ws-token-file", _token_file(tmp_path, "s3cret")
     ) as s:
-        assert (await http(s.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 200
+        assert (await http_request(s.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 200
         with pytest.raises(InvalidStatus) as err:
             await connect(s.url)
         assert err.value.response.status_code == 401

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import enum
 import errno
 import fcntl
@@ -120,14 +121,13 @@ def _joining(
     sandbox's, with only the join in its script) writes to the leaf's ``cgroup.procs`` and
     execs the command, which keeps the vfork path; elsewhere a ``preexec_fn`` does it.
     """
-    procs = os.path.join(leaf, "cgroup.procs")
     assert spec.executable is not None
     # Once the helper runs, a failing exec is only an exit status: find those errors now.
     resolve_program(spec.executable, spec.cwd)
     if platform.machine() != _helper.HELPER_ARCH:
 
         def join() -> None:
-            with open(procs, "wb", buffering=0) as file:
+            with open(os.path.join(leaf, "cgroup.procs"), "wb", buffering=0) as file:
                 file.write(b"0")
             if preexec_fn is not None:
                 preexec_fn()
@@ -135,23 +135,15 @@ def _joining(
         return spec, join
     helper = _helper.HelperFile()
     script = _helper.Script((helper.fd,))
-    script.write_file(os.fsencode(procs), b"0")
+    script.join_cgroup(leaf)
     script.call("close", helper.fd)
     helper.write(script)
-    joined = SpawnSpec(
-        argv=["exec-server-spawn", spec.executable, *spec.argv],
-        executable=f"/proc/self/fd/{helper.fd}",
-        cwd=spec.cwd,
-        env=spec.env,
-        tty=spec.tty,
-        pipe_stdin=spec.pipe_stdin,
-        rows=spec.rows,
-        cols=spec.cols,
-        pass_fds=(*spec.pass_fds, helper.fd),
-        cleanup=spec.cleanup,
-        joins_leaf=True,
-        helper_fds=(helper.fd,),
-    )
+    joined = copy.copy(spec)
+    joined.argv = ["exec-server-spawn", spec.executable, *spec.argv]
+    joined.executable = f"/proc/self/fd/{helper.fd}"
+    joined.pass_fds = (*spec.pass_fds, helper.fd)
+    joined.joins_leaf = True
+    joined.helper_fds = (helper.fd,)
     return joined, preexec_fn
 
 

@@ -285,6 +285,11 @@ class Script:
         self.call("write", self._next_fd, self.ref(content), len(content))
         self.call("close", self._next_fd)
 
+    def join_cgroup(self, leaf: str) -> None:
+        """Move this process into cgroup ``leaf`` (before anything else: the server never
+        enters a command's cgroup itself)."""
+        self.write_file(os.fsencode(os.path.join(leaf, "cgroup.procs")), b"0")
+
     def fork_outer(self) -> None:
         self._records.append((_FORK_OUTER,))
 

@@ -255,7 +255,7 @@ class Setup:
         self._helper_fd = helper.fd
         script = Script(self.child_fds)
         if leaf is not None:
-            script.write_file(os.fsencode(os.path.join(leaf, "cgroup.procs")), b"0")
+            script.join_cgroup(leaf)
         _build_script(
             script,
             userns=userns,
