@@ -232,6 +232,12 @@ CASES = [
         ' sys.exit(0 if r >= 0 else print("io_uring: Operation not permitted") or 1)\'',
         lambda w: w.extra["last_rc"] == 0,
     ),
+    Case(
+        "ptrace itself (PTRACE_TRACEME)",
+        "{py} -c 'import ctypes,sys; r=ctypes.CDLL(None, use_errno=True).ptrace(0, 0, 0, 0);"
+        ' sys.exit(0 if r == 0 else print("ptrace: Operation not permitted") or 1)\'',
+        lambda w: w.extra["last_rc"] == 0,
+    ),
     *[
         Case(f"{what} under {intent}", command, _tool_changed, intent=intent)
         for intent in ("workspace-write", "read-only")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import pytest_asyncio
 from conftest import make_world
@@ -269,3 +270,45 @@ async def test_sandboxed_fs_method_refuses_to_write_through_a_second_hard_link(
         if name not in REFUSED:
             assert "more than one hard link" in raised.value.message
     assert outside.read_text() == "outside"
+
+
+def _cgroup2_root() -> str:
+    """Where this process sees the cgroup2 hierarchy (the usual place when it sees none)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.startswith("cgroup2 "):
+                return left.split()[4]
+    return "/sys/fs/cgroup"
+
+
+async def test_sandboxed_command_that_moves_itself_to_the_root_cgroup_still_dies_on_terminate(
+    configured: tuple[str, RawClient], config_world: World
+) -> None:
+    name, client = configured
+    w = config_world
+    seconds = f"1000.{os.getpid()}{next(_ids)}"  # a unique command line to look for
+    script = f"echo 0 > {_cgroup2_root()}/cgroup.procs; echo tried; exec sleep {seconds}"
+    process_id = f"cg-{next(_ids)}"
+    params = start_params(process_id, ["sh", "-c", script], cwd=f"file://{w.root}")
+    params["sandbox"] = workspace_write(w.root)
+    if name in REFUSED:
+        with pytest.raises(RawRpcError):
+            await client.call("process/start", params)
+        return
+    await client.call("process/start", params)
+    seen = b""
+    while b"tried" not in seen:
+        output = await client.next_notification("process/output", process_id, timeout=TIMEOUT)
+        seen += base64.b64decode(output["params"]["chunk"])
+
+    def sleepers() -> list[int]:
+        return [
+            p.pid
+            for p in psutil.process_iter(["cmdline"])
+            if p.info["cmdline"] == ["sleep", seconds]
+        ]
+
+    await wait_until(lambda: bool(sleepers()), timeout=TIMEOUT)
+    assert await client.call("process/terminate", {"processId": process_id}) == {"running": True}
+    await wait_until(lambda: not sleepers(), timeout=TIMEOUT)

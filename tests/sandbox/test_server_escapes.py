@@ -277,3 +277,18 @@ async def test_without_cgroups_a_sandboxed_command_still_takes_its_background_ch
     assert (r.sandbox_type, r.exit_code, r.output.strip()) == ("linuxSeccomp", 0, b"started")
     assert not _background_pids(world)
     await wait_until(lambda: no_placeholders(world.root), timeout=TIMEOUT)
+
+
+async def test_typing_into_the_terminal_with_tiocsti_is_refused_in_the_sandbox(
+    world: World, client: RawClient
+) -> None:
+    command = world.fmt(
+        "{py} -c 'import fcntl, termios; fcntl.ioctl(0, termios.TIOCSTI, b\"x\")' && echo typed"
+    )
+    sandboxed = await run(client, world, command, sandbox=workspace_write(world.root), tty=True)
+    assert sandboxed.exit_code != 0
+    assert b"Operation not permitted" in sandboxed.output
+    assert _verdicts(sandboxed) == [True] * 3
+    # The control: the same command on the same kind of terminal, unsandboxed (as root).
+    plain = await run(client, world, command, sandbox=None, tty=True)
+    assert (plain.exit_code, b"typed" in plain.output) == (0, True), plain.output
