@@ -50,6 +50,7 @@ from typing import Any
 
 import websockets
 from exec_server.testing.intents import read_only
+from exec_server.testing.reference import ENV_BIN, reference_bin
 from websockets.asyncio.client import connect
 
 try:  # fast paths for the client; both are dependencies of the server anyway
@@ -81,7 +82,6 @@ def _b64decode(text: str) -> bytes:
     return _b64.b64decode(text, validate=True)
 
 
-ENV_BIN = "EXEC_SERVER_REFERENCE_BIN"
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 # websockets' default max_size (1 MiB) is below the frames both servers may send for a 1 MiB
@@ -1104,7 +1104,7 @@ async def amain(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    ref_bin = args.reference or os.environ.get(ENV_BIN) or None
+    ref_bin = args.reference or reference_bin(HERE.parent)
     if ref_bin and not os.access(ref_bin, os.X_OK):
         log(f"reference {ref_bin!r} is not executable: skipping it")
         ref_bin = None

@@ -163,3 +163,16 @@ async def test_shutdown_escalates_hup_for_ttys_then_term_then_kill(tmp_path: Pat
     assert (tmp_path / "polite").read_text() == "term\n"
     assert (tmp_path / "tty").read_text() == "hup\n"
     assert b"Traceback" not in s.stderr
+
+
+async def test_terminate_right_after_start_kills_a_child_not_yet_in_its_cgroup(
+    client: RawClient,
+) -> None:
+    # The child enters its cgroup leaf itself, just after the spawn: a terminate that comes
+    # first must still reach it (100 tries make the window likely to be hit at least once).
+    for i in range(100):
+        await client.call("process/start", start_params(f"quick{i}", ["sleep", "30"]))
+        await client.call("process/terminate", {"processId": f"quick{i}"})
+    for i in range(100):
+        exited = (await client.collect(f"quick{i}", timeout=10))["exit"]
+        assert exited["signal"] == "SIGKILL"

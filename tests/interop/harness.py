@@ -26,6 +26,7 @@ from typing import Any
 
 from exec_server.testing import ServerProcess
 from exec_server.testing.accounts import server_command
+from exec_server.testing.reference import reference_bin
 from mock_responses import MockResponses, Script
 from wire_log import WireLog
 
@@ -36,11 +37,7 @@ MCP_SERVER = HERE / "mcp_marker_server.py"
 
 def codex_bin() -> str | None:
     """The stock Codex CLI: ``EXEC_SERVER_REFERENCE_BIN`` or the copy in ``.reference/``."""
-    env = os.environ.get("EXEC_SERVER_REFERENCE_BIN")
-    if env:
-        return env if os.access(env, os.X_OK) else None
-    found = sorted((ROOT / ".reference" / "node_modules" / "@openai").glob("*/vendor/*/bin/codex"))
-    return str(found[0]) if found else None
+    return reference_bin(ROOT)
 
 
 def skip_reason() -> str | None:

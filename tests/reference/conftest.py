@@ -10,21 +10,14 @@ from pathlib import Path
 
 import pytest
 from exec_server.testing import ServerProcess
+from exec_server.testing.reference import reference_bin
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def reference_bin() -> str | None:
-    env = os.environ.get("EXEC_SERVER_REFERENCE_BIN")
-    if env:
-        return env if os.access(env, os.X_OK) else None
-    found = sorted((ROOT / ".reference" / "node_modules" / "@openai").glob("*/vendor/*/bin/codex"))
-    return str(found[0]) if found else None
-
-
 @pytest.fixture
 async def reference() -> AsyncIterator[ServerProcess]:
-    binary = reference_bin()
+    binary = reference_bin(ROOT)
     if binary is None:
         pytest.skip("reference codex not installed (scripts/install-reference)")
     # Its CODEX_HOME must not be under /tmp: it could not set up its sandbox helpers there.

@@ -33,8 +33,7 @@ from typing import Any
 import psutil
 import pytest
 import pytest_asyncio
-from conftest import make_world
-from escape_cases import CASES, TIMEOUT, Case, World, no_placeholders, raw_intent_for
+from escape_cases import CASES, TIMEOUT, Case, World, make_world, no_placeholders, raw_intent_for
 from exec_server.sandbox import is_sandbox_denied
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from exec_server.testing.accounts import server_command
@@ -113,7 +112,10 @@ async def configured(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str,
     for part in config.command:
         command += server_command(NOBODY) if part == _AS_NOBODY else [part]
     async with ServerProcess(*config.args, command=command, env=env, cwd="/") as server:
-        log = server.stderr.decode(errors="replace")
+        try:
+            await wait_until(lambda: b"sandbox " in server.stderr, timeout=TIMEOUT)
+        finally:
+            log = server.stderr.decode(errors="replace")
         assert config.layers in log, f"{name}: unexpected sandbox layers:\n{log[-3000:]}"
         client = await RawClient.connect(server.url)
         await client.handshake()

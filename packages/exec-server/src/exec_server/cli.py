@@ -335,6 +335,7 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
                     config.max_message_size,
                 )
             )
+            server.log_sandbox_layers()
             await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
             serving.cancel()
         else:
@@ -359,6 +360,7 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
                     shown,
                     port,
                 )
+            server.log_sandbox_layers()
             await stop
     finally:
         await server.aclose()

@@ -6,7 +6,6 @@ import os
 import pwd
 import shutil
 import tempfile
-from importlib.metadata import PackageNotFoundError, version
 
 from exec_server_protocol import format_path_uri
 from exec_server_protocol.session import EnvironmentInfo, ShellInfo
@@ -44,6 +43,9 @@ CAPABILITIES: dict[str, bool] = {
 
 
 def executor_version() -> str:
+    # importlib.metadata costs several ms at import: only the first environment/info pays it.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("exec-server")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree

@@ -268,9 +268,6 @@ class Server:
                 "no usable cgroup v2: tree kill of unsandboxed commands is best effort (process "
                 "groups and /proc); sandboxed commands take their whole tree along (PID namespace)"
             )
-        from . import sandbox
-
-        log.info(sandbox.describe())
         self.process_config = ProcessConfig(
             retention_bytes=self.config.retention_bytes,
             closed_retention_s=self.config.closed_retention_s,
@@ -283,6 +280,13 @@ class Server:
         self._reaper = OrphanReaper(lambda pid: pid in self.process_config.live_pids)
         self._subreaper = make_subreaper()
         self._reap_pending: asyncio.TimerHandle | None = None
+
+    def log_sandbox_layers(self) -> None:
+        """Probe what the sandbox gets on this host and say it in the log (a few ms: done once
+        the server is ready, and the sandbox modules are imported only now)."""
+        from . import sandbox
+
+        log.info(sandbox.describe())
 
     @property
     def info(self) -> EnvironmentInfo:

@@ -8,6 +8,7 @@ Without a policy the child gets exactly ``env``. With one, the environment start
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import shutil
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 
 from exec_server_protocol.process import EnvPolicy
 
-__all__ = ["CORE_VARS", "build_env", "resolve_executable"]
+__all__ = ["CORE_VARS", "build_env", "resolve_executable", "resolve_program"]
 
 CORE_VARS = frozenset({"HOME", "LANG", "LOGNAME", "PATH", "SHELL", "TMPDIR", "USER"})
 _DEFAULT_EXCLUDES = ("*KEY*", "*SECRET*", "*TOKEN*")
@@ -74,3 +75,38 @@ def resolve_executable(program: str, child_env: Mapping[str, str]) -> str:
     if found is None:
         raise FileNotFoundError(2, "No such file or directory")
     return found
+
+
+def resolve_program(program: str, cwd: str) -> str:
+    """Where exec would find ``program`` (on the server's PATH), raising the OSError it would.
+
+    Once the helper runs, a failing exec is only an exit status (125), so what exec would refuse
+    is found here: a missing file, one without execute permission, and one that is neither an
+    ELF binary nor a ``#!`` script (a binfmt_misc format is refused too: the price of
+    reporting the ordinary case as the OS error it is).
+
+    Raises:
+        FileNotFoundError: not found.
+        PermissionError: found but not executable.
+        OSError: ENOEXEC, not a format this helper knows the kernel runs.
+    """
+    if "/" in program:
+        path = os.path.join(cwd, program)
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        found = path
+    else:
+        which = shutil.which(program, path=os.environ.get("PATH", os.defpath))
+        if which is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        found = program = which
+    try:
+        with open(found, "rb") as file:
+            magic = file.read(4)
+    except OSError:
+        return program  # executable but not readable: exec may still run it
+    if magic != b"\x7fELF" and not magic.startswith(b"#!"):
+        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), program)
+    return program

@@ -40,8 +40,8 @@ from exec_server_protocol.process import (
 )
 
 from ..exceptions import invalid_request
-from ..sandbox import _helper
-from ..sandbox._spawn import resolve_program
+from . import spawn_helper as _helper
+from .env import resolve_program
 from .ring import OutputRing
 from .tree import CgroupManager, kill_descendants
 from .writes import WriteLog
@@ -697,6 +697,11 @@ class ManagedProcess:
         """SIGKILL the process and every descendant, also those that left its group."""
         if self._leaf is not None and self._cgroups is not None:
             self._cgroups.kill(self._leaf)
+            if not self.exited:
+                # The child enters its leaf itself, just after the spawn: one that has not
+                # yet got there (nor forked) is killed directly.
+                with contextlib.suppress(OSError):
+                    os.killpg(self.pid, signal.SIGKILL)
             return
         if not self.exited:
             kill_descendants(self.pid)
@@ -707,11 +712,12 @@ class ManagedProcess:
         """Send ``sig`` to every process of the tree (its cgroup, else its process group)."""
         leaf = self._leaf
         if leaf is not None:
-            me = os.getpid()
-            for pid in CgroupManager.members(leaf):
-                if pid != me:
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, sig)
+            members = CgroupManager.members(leaf)
+            if not self.exited and self.pid not in members:
+                members.append(self.pid)  # not in its leaf yet (it enters it itself)
+            for pid in members:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
             return
         with contextlib.suppress(OSError):
             os.killpg(self.pid, sig)

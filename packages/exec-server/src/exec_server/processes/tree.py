@@ -2,7 +2,7 @@
 
 Killing a process group misses descendants that called ``setsid`` or double-forked. Each
 process we start therefore enters its own cgroup v2 leaf before it execs the command (the spawn
-helper writes to the leaf's ``cgroup.procs``, see ``sandbox._helper``), and ``cgroup.kill`` ends
+helper writes to the leaf's ``cgroup.procs``, see ``spawn_helper``), and ``cgroup.kill`` ends
 everything in it at once. The server itself never enters a leaf, so nothing it forks can land
 in a command's cgroup. Leaves live under ``<server's cgroup>/exec-server-<pid>-<random>/``; the
 server holds an ``flock`` on that directory for its whole life, and only trees whose lock is

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..processes.spawn_helper import HELPER_ARCH
 from . import _kernel
-from ._helper import HELPER_ARCH
 from ._seccomp import build_filter
 
 __all__ = ["Layers", "capabilities", "configure", "describe", "layers"]

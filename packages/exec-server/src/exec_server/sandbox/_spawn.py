@@ -1,4 +1,5 @@
-"""Intent -> a spawn plan: the helper (``_helper``) builds the command's world and execs it.
+"""Intent -> a spawn plan: the spawn helper (``processes.spawn_helper``) builds the command's world
+and execs it.
 
 What the helper does, in this order (each step needs the one before):
 
@@ -25,7 +26,6 @@ runs unsandboxed.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import struct
@@ -38,14 +38,15 @@ from typing import Literal
 from exec_server_protocol.sandbox import SandboxIntent
 
 from ..exceptions import SandboxUnavailable
+from ..processes.env import resolve_program
+from ..processes.spawn_helper import SCRATCH, HelperFile, Script
 from . import _kernel, _probe
-from ._helper import SCRATCH, HelperFile, Script
 from ._landlock import READ, build_ruleset, handles_reads
 from ._mounts import PLACEHOLDERS, MountPlan, plan_mounts
 from ._policy import Policy, compile_policy
 from ._seccomp import build_filter
 
-__all__ = ["SandboxPlan", "SandboxType", "prepare_spawn", "probe_namespaces", "resolve_program"]
+__all__ = ["SandboxPlan", "SandboxType", "prepare_spawn", "probe_namespaces"]
 
 SandboxType = Literal["none", "linuxSeccomp"]
 
@@ -133,41 +134,6 @@ def prepare_spawn(
         setup.release,
         joins_leaf=leaf is not None,
     )
-
-
-def resolve_program(program: str, cwd: str) -> str:
-    """Where exec would find ``program`` (on the server's PATH), raising the OSError it would.
-
-    Once the helper runs, a failing exec is only an exit status (125), so what exec would refuse
-    is found here: a missing file, one without execute permission, and one that is neither an
-    ELF binary nor a ``#!`` script (a binfmt_misc format is refused too: the price of
-    reporting the ordinary case as the OS error it is).
-
-    Raises:
-        FileNotFoundError: not found.
-        PermissionError: found but not executable.
-        OSError: ENOEXEC, not a format this helper knows the kernel runs.
-    """
-    if "/" in program:
-        path = os.path.join(cwd, program)
-        if not os.path.exists(path):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-        if os.path.isdir(path) or not os.access(path, os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
-        found = path
-    else:
-        which = shutil.which(program, path=os.environ.get("PATH", os.defpath))
-        if which is None:
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-        found = program = which
-    try:
-        with open(found, "rb") as file:
-            magic = file.read(4)
-    except OSError:
-        return program  # executable but not readable: exec may still run it
-    if magic != b"\x7fELF" and not magic.startswith(b"#!"):
-        raise OSError(errno.ENOEXEC, os.strerror(errno.ENOEXEC), program)
-    return program
 
 
 def _build_script(

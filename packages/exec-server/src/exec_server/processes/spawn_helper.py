@@ -1,4 +1,6 @@
-"""A tiny static x86-64 ELF, generated per spawn, that sets the command's world up and execs it.
+"""A tiny static x86-64 ELF, generated per spawn, that sets the command's world up and execs it:
+it enters the command's cgroup leaf (every spawn with a cgroup) and builds the sandbox
+(``exec_server.sandbox``).
 
 Why: a Python ``preexec_fn`` forces ``fork`` instead of ``vfork`` (about +1.5 ms per spawn of a
 server-sized process), more than the whole unsandboxed spawn, and bubblewrap costs 3-4 ms more.

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Executor start time and idle memory (issue 13, acceptance 5).
+
+Warm pools start an executor per pod or per session and want it ready in well under a second.
+Ours runs from a venv with only its runtime dependencies (what ``pip install exec-server`` and
+the container image have; built once with uv under /var/tmp): the development venv also holds
+``typing_extensions``, which msgspec imports when present (+20 ms, +7 MiB). For ours and, when
+present, the reference ``codex exec-server``: ``--runs`` starts each,
+alternating; each measures exec -> the first ``GET /readyz`` answered 200 (polled every 2 ms on
+a port chosen beforehand), then the server's RSS once ready (idle, no connection). Reports p50
+and max; targets: ours p50 <= 150 ms, idle RSS <= 28 MiB.
+
+    .venv/bin/python bench/startup.py [--runs 10] [--no-reference] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from exec_server.testing.reference import reference_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNTIME_VENV = "/var/tmp/exec-server-bench-runtime"
+
+
+def runtime_python() -> str:
+    """A venv with the workspace's two packages and their runtime dependencies only."""
+    python = os.path.join(RUNTIME_VENV, "bin", "python")
+    uv = os.path.join(ROOT_DIR, ".uv", "bin", "uv")
+    subprocess.run([uv, "venv", "-q", "--allow-existing", RUNTIME_VENV, "--python", sys.executable],
+                   check=True)  # fmt: skip
+    packages = [
+        os.path.join(ROOT_DIR, "packages", p) for p in ("exec-server-protocol", "exec-server")
+    ]
+    subprocess.run([uv, "pip", "install", "-q", "--reinstall-package", "exec-server",
+                    "--reinstall-package", "exec-server-protocol", "--python", python, *packages],
+                   check=True)  # fmt: skip
+    return python
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def one(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Start ``command`` (with ``{port}`` filled in); returns (ms to ready, RSS MiB)."""
+    port = _free_port()
+    argv = [part.format(port=port) for part in command]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        while not _ready(port):
+            if proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {proc.returncode}")
+            if time.perf_counter() - t0 > 30:
+                raise RuntimeError(f"{argv[0]} not ready after 30 s")
+            time.sleep(0.002)
+        ready_ms = (time.perf_counter() - t0) * 1000
+        time.sleep(0.2)  # let it settle after the first request before reading its memory
+        rss = sum(p.memory_info().rss for p in [psutil.Process(proc.pid)]) / (1 << 20)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return ready_ms, rss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    python = runtime_python()
+    servers: dict[str, tuple[list[str], dict[str, str]]] = {
+        "ours": (
+            [python, "-m", "exec_server", "--listen", "ws://127.0.0.1:{port}"],
+            dict(os.environ),
+        ),
+    }
+    reference = None if args.no_reference else reference_bin(ROOT)
+    home = tempfile.mkdtemp(prefix="startup-ref-home-", dir="/var/tmp")
+    if reference:
+        env = dict(os.environ, CODEX_HOME=home)
+        servers["reference"] = (
+            [reference, "exec-server", "--listen", "ws://127.0.0.1:{port}"],
+            env,
+        )
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+    one(*servers["ours"])  # warm the page cache once, for both alike
+    for _ in range(args.runs):
+        for name, (command, env) in servers.items():
+            samples[name].append(one(command, env))
+    result: dict[str, Any] = {"runs": args.runs, "load": os.getloadavg()[0]}
+    for name, values in samples.items():
+        ready = [v[0] for v in values]
+        rss = [v[1] for v in values]
+        result[name] = {
+            "ready_p50_ms": statistics.median(ready),
+            "ready_max_ms": max(ready),
+            "rss_p50_mib": statistics.median(rss),
+        }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    print(f"exec -> /readyz 200 and idle RSS, {args.runs} starts each (load {result['load']:.2f})")
+    for name in servers:
+        r = result[name]
+        print(
+            f"  {name:10} ready p50 {r['ready_p50_ms']:7.1f} ms  max {r['ready_max_ms']:7.1f} ms"
+            f"  idle RSS p50 {r['rss_p50_mib']:5.1f} MiB"
+        )
+    ours = result["ours"]
+    ok = ours["ready_p50_ms"] <= 150 and ours["rss_p50_mib"] <= 28
+    print(f"targets ready p50 <= 150 ms, idle RSS <= 28 MiB: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
