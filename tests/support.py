@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -45,3 +49,16 @@ async def http_request(url: str, request: bytes) -> tuple[int, bytes]:
     writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
+
+
+def jwt(secret: bytes, claims: dict[str, object], alg: str = "HS256") -> str:
+    """A JWT with ``claims`` signed with ``secret`` (HS256; any other ``alg`` gets no
+    signature)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    payload = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(sig) if alg == 'HS256' else ''}"

@@ -33,6 +33,7 @@ _EXTRA_KEYS = (
     "exit_code",
     "signal",
     "client",
+    "principal",
     "argv0",
     "tty",
     "sandbox",

@@ -40,6 +40,7 @@ from exec_server_protocol.process import (
 )
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
 
+from .auth import ANONYMOUS, Principal
 from .environment import environment_info
 from .exceptions import invalid_params, invalid_request
 from .processes import (
@@ -51,7 +52,7 @@ from .processes import (
     reset_inherited_signal_state,
 )
 from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_frame
-from .sessions import SessionRecord, SessionRegistry, UnknownSession
+from .sessions import NotOwner, SessionRecord, SessionRegistry, UnknownSession
 from .transport.base import FrameSink
 from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
 
@@ -130,9 +131,18 @@ Handler = Callable[["ClientConnection", Any], Any]
 class ClientConnection:
     """The server side of one connection (a :class:`MessageHandler`)."""
 
-    def __init__(self, server: Server, sink: FrameSink, *, detachable: bool = True) -> None:
+    def __init__(
+        self,
+        server: Server,
+        sink: FrameSink,
+        *,
+        detachable: bool = True,
+        principal: Principal = ANONYMOUS,
+    ) -> None:
         self.server = server
         self.sink = sink
+        self.principal = principal
+        """Who authenticated the connection: it may resume only sessions it created."""
         self.peer = RpcPeer()
         self.session: SessionRuntime | None = None
         self.detachable = detachable
@@ -324,7 +334,7 @@ class Server:
             max_handshakes_per_address=self.config.max_handshakes_per_address,
         )
         server = await serve_websocket(
-            host, port, policy, lambda sink: ClientConnection(self, sink)
+            host, port, policy, lambda sink: ClientConnection(self, sink, principal=sink.principal)
         )
         self._listeners.append(server)
         sockname = server.sockets[0].getsockname()
@@ -370,7 +380,16 @@ class Server:
     def initialize(self, conn: ClientConnection, p: InitializeParams) -> InitializeResult:
         if p.resume_session_id is not None:
             try:
-                record, previous = self.registry.resume(p.resume_session_id, conn, time.monotonic())
+                record, previous = self.registry.resume(
+                    p.resume_session_id, conn, time.monotonic(), owner=conn.principal
+                )
+            except NotOwner:
+                # Answered exactly like an unknown id, so ids of others cannot be probed.
+                log.info(
+                    "session resume refused: created by another principal",
+                    extra={"session_id": p.resume_session_id, "principal": conn.principal},
+                )
+                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
             except UnknownSession:
                 stale = self.runtimes.pop(p.resume_session_id, None)
                 if stale is not None:  # the registry expired it just now (deadline passed)
@@ -385,10 +404,17 @@ class Server:
                 log.info("session resumed", extra={"session_id": record.id})
             self._schedule_expiry()
         else:
-            record = self.registry.create(conn)
+            record = self.registry.create(conn, owner=conn.principal)
             runtime = SessionRuntime(self, record)
             self.runtimes[record.id] = runtime
-            log.info("session created", extra={"session_id": record.id, "client": p.client_name})
+            log.info(
+                "session created",
+                extra={
+                    "session_id": record.id,
+                    "client": p.client_name,
+                    "principal": conn.principal,
+                },
+            )
         runtime.connection = conn
         conn.session = runtime
         conn.peer.initialize_succeeded()

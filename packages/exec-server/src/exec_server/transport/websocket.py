@@ -43,6 +43,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ..auth import ANONYMOUS, Principal
 from ._limits import HandshakeTracker
 from ._messages import MessageAssembler
 from .base import MessageHandler
@@ -64,6 +65,9 @@ _JOIN_BELOW = 64 * 1024  # smaller frames are joined: one transport.write() beat
 class Authenticator(Protocol):
     def __call__(self, authorization: str | None) -> str | None:
         """Return None when allowed, else the 401 body text."""
+
+    def principal(self, authorization: str | None) -> Principal:
+        """Who presented ``authorization``, once :meth:`__call__` allowed it."""
 
 
 @dataclass
@@ -119,6 +123,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._closed = False
         self._close_timer: asyncio.TimerHandle | None = None
         self.peer: str = "?"
+        self.principal: Principal = ANONYMOUS
+        """Who authenticated the upgrade (set before the handler is made)."""
         self._sock: socket.socket | None = None
 
     # -------------------------------------------------------------- asyncio side
@@ -246,6 +252,7 @@ class WebSocketConnection(asyncio.Protocol):
             if problem is not None:
                 self._http_reply(_response(401, "Unauthorized", (problem + "\n").encode()))
                 return
+            self.principal = self._policy.authenticate.principal(headers.get("Authorization"))
         proto = ServerProtocol(max_size=self._policy.max_message_size, logger=log)
         self._proto = proto
         # Everything read so far, frames sent right behind the request included: the protocol
