@@ -53,6 +53,7 @@ from .processes import (
 )
 from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_frame
 from .sessions import NotOwner, SessionRecord, SessionRegistry, UnknownSession
+from .transport import TlsCertificate
 from .transport.base import FrameSink
 from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
 
@@ -89,6 +90,8 @@ class ServerConfig:
     """Seconds a WebSocket connection has to finish its HTTP handshake."""
     max_handshakes: int = 512
     max_handshakes_per_address: int = 128
+    tls: TlsCertificate | None = None
+    """Serve WebSocket connections over TLS with this certificate (``wss://``)."""
 
 
 class SessionRuntime:
@@ -333,8 +336,13 @@ class Server:
             max_handshakes=self.config.max_handshakes,
             max_handshakes_per_address=self.config.max_handshakes_per_address,
         )
+        tls = self.config.tls
         server = await serve_websocket(
-            host, port, policy, lambda sink: ClientConnection(self, sink, principal=sink.principal)
+            host,
+            port,
+            policy,
+            lambda sink: ClientConnection(self, sink, principal=sink.principal),
+            ssl_context=tls.context if tls is not None else None,
         )
         self._listeners.append(server)
         sockname = server.sockets[0].getsockname()
