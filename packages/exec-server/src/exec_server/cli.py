@@ -38,6 +38,11 @@ _EXTRA_KEYS = (
     "argv0",
     "tty",
     "sandbox",
+    "cwd",
+    "sandboxed",
+    "outcome",
+    "duration_ms",
+    "output_bytes",
 )
 
 

@@ -40,6 +40,7 @@ from exec_server_protocol.process import (
 )
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
 
+from .audit import ProcessAudit
 from .auth import ANONYMOUS, Principal
 from .environment import environment_info
 from .exceptions import invalid_params, invalid_request
@@ -97,15 +98,19 @@ class ServerConfig:
 class SessionRuntime:
     """What a session owns: its processes, its file handles, its current connection."""
 
-    def __init__(self, server: Server, record: SessionRecord[ClientConnection]) -> None:
+    def __init__(
+        self, server: Server, record: SessionRecord[ClientConnection], principal: Principal
+    ) -> None:
         self.record = record
         self.id = record.id
         self.connection: ClientConnection | None = None
         self.processes = ProcessTable(server.process_config, self.emit, record.id)
+        self.audit = ProcessAudit(record.id, principal)
         self._stop_grace = server.config.stop_grace
         self._fs: Any = None
 
     def emit(self, *parts: bytes) -> None:
+        self.audit.observe(parts)
         conn = self.connection
         if conn is not None:
             conn.send(*parts)
@@ -124,6 +129,7 @@ class SessionRuntime:
     async def aclose(self) -> None:
         self.connection = None
         await self.processes.stop_all(self._stop_grace)
+        self.audit.session_closed()
         if self._fs is not None:
             await self._fs.aclose()
 
@@ -413,7 +419,7 @@ class Server:
             self._schedule_expiry()
         else:
             record = self.registry.create(conn, owner=conn.principal)
-            runtime = SessionRuntime(self, record)
+            runtime = SessionRuntime(self, record, conn.principal)
             self.runtimes[record.id] = runtime
             log.info(
                 "session created",
@@ -466,7 +472,8 @@ def _environment_config_read(conn: ClientConnection, p: Any) -> Any:
 
 
 def _process_start(conn: ClientConnection, p: StartParams) -> Any:
-    return conn.require_session().processes.start(p)
+    session = conn.require_session()
+    return session.audit.start(session.processes, p)
 
 
 def _process_read(conn: ClientConnection, p: ReadParams) -> Any:
