@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import os
+import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
@@ -45,3 +52,82 @@ async def http_request(url: str, request: bytes) -> tuple[int, bytes]:
     writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), body
+
+
+def jwt(secret: bytes, claims: dict[str, object], alg: str = "HS256") -> str:
+    """A JWT with ``claims`` signed with ``secret`` (HS256; any other ``alg`` gets no
+    signature)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    payload = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64(sig) if alg == 'HS256' else ''}"
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A throwaway self-signed server certificate for 127.0.0.1 and localhost."""
+
+    cert_file: str
+    key_file: str
+    pem: bytes
+    der: bytes
+    key_pem: bytes
+
+    def install(self, cert_file: Path, key_file: Path) -> None:
+        """Write this certificate and its key over ``cert_file`` and ``key_file``."""
+        cert_file.write_bytes(self.pem)
+        key_file.write_bytes(self.key_pem)
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts this certificate only (host name checked)."""
+        return ssl.create_default_context(cadata=self.pem.decode())
+
+
+def self_signed_certificate(directory: Path, name: str) -> Certificate:
+    """Make a fresh EC key and a one-day self-signed certificate, written as
+    ``directory/name.crt`` and ``directory/name.key`` (PEM)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"exec-server test {name}")])
+    now = datetime.datetime.now(datetime.UTC)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    cert_file.write_bytes(pem)
+    key_file.write_bytes(key_pem)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return Certificate(str(cert_file), str(key_file), pem, der, key_pem)

@@ -24,7 +24,7 @@ def test_help_documents_every_flag() -> None:
         "--max-message-size", "--stop-grace", "--no-cgroups", "--ws-auth", "--ws-token-file",
         "--ws-token-sha256", "--ws-shared-secret-file", "--ws-issuer", "--ws-audience",
         "--ws-max-clock-skew-seconds", "--allow-unauthenticated", "--handshake-timeout",
-        "--max-handshakes", "--max-handshakes-per-address",
+        "--max-handshakes", "--max-handshakes-per-address", "--tls-cert", "--tls-key",
     ):  # fmt: skip
         assert flag in out, flag
 
@@ -32,7 +32,7 @@ def test_help_documents_every_flag() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--listen", "http://x"], "--listen must be ws://IP:PORT or stdio"),
+        (["--listen", "http://x"], "--listen must be ws://IP:PORT, wss://IP:PORT or stdio"),
         (["--listen", "ws://127.0.0.1:99999"], "Port out of range"),
         (["--ws-auth", "capability-token"], "needs --ws-token-file or --ws-token-sha256"),
         (["--ws-auth", "capability-token", "--ws-token-file", "/nonexistent"], "cannot read"),
@@ -40,6 +40,10 @@ def test_help_documents_every_flag() -> None:
         (["--ws-auth", "signed-bearer-token"], "needs --ws-shared-secret-file"),
         (["--handshake-timeout", "0"], "--handshake-timeout must be positive"),
         (["--max-handshakes-per-address", "0"], "must be at least 1"),
+        (["--tls-cert", "/nonexistent"], "--tls-cert and --tls-key go together"),
+        (["--listen", "wss://127.0.0.1:0"], "needs --tls-cert and --tls-key"),
+        (["--tls-cert", "/nonexistent", "--tls-key", "/nonexistent"], "cannot read /nonexistent"),
+        (["--listen", "stdio", "--tls-cert", "/x", "--tls-key", "/x"], "not to stdio"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str) -> None:

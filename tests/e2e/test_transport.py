@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
-import json
 import socket
 import time
 from pathlib import Path
@@ -16,7 +13,7 @@ from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.support import http_request, start_params
+from tests.support import http_request, jwt, start_params
 
 
 async def test_readyz_answers_200_with_an_empty_body_for_get_and_head(
@@ -303,16 +300,6 @@ async def test_capability_token_guards_the_upgrade_but_not_readyz(tmp_path: Path
         await c.aclose()
 
 
-def _jwt(secret: bytes, claims: dict[str, object], alg: str = "HS256") -> str:
-    def b64(data: bytes) -> str:
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-    header = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
-    payload = b64(json.dumps(claims).encode())
-    sig = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    return f"{header}.{payload}.{b64(sig) if alg == 'HS256' else ''}"
-
-
 async def test_signed_bearer_tokens_need_a_valid_signature_exp_issuer_and_audience(
     tmp_path: Path,
 ) -> None:
@@ -330,16 +317,16 @@ async def test_signed_bearer_tokens_need_a_valid_signature_exp_issuer_and_audien
     async with ServerProcess(*args) as s:
         good = {"exp": time.time() + 60, "iss": "me", "aud": "exec"}
         c = await RawClient.connect(
-            s.url, additional_headers={"Authorization": "Bearer " + _jwt(b"shared", good)}
+            s.url, additional_headers={"Authorization": "Bearer " + jwt(b"shared", good)}
         )
         await c.aclose()
         for token in (
-            _jwt(b"other", good),
-            _jwt(b"shared", {"iss": "me", "aud": "exec"}),
-            _jwt(b"shared", {**good, "exp": time.time() - 3600}),
-            _jwt(b"shared", {**good, "iss": "you"}),
-            _jwt(b"shared", {**good, "aud": "x"}),
-            _jwt(b"shared", good, alg="none"),
+            jwt(b"other", good),
+            jwt(b"shared", {"iss": "me", "aud": "exec"}),
+            jwt(b"shared", {**good, "exp": time.time() - 3600}),
+            jwt(b"shared", {**good, "iss": "you"}),
+            jwt(b"shared", {**good, "aud": "x"}),
+            jwt(b"shared", good, alg="none"),
             "garbage",
         ):
             with pytest.raises(InvalidStatus) as err:

@@ -11,6 +11,11 @@ and that JSON is parsed with the protocol's depth limit. The numeric claims ``ex
 and ``iat`` must be JSON numbers between 0 and :data:`MAX_NUMERIC_DATE` when present (the
 reference decodes them as i64): ``exp: 1e308`` would otherwise never expire, and a string
 ``nbf`` would be ignored instead of refused.
+
+Each accepted upgrade has a :class:`Principal`, the identity sessions are bound to: the
+token's SHA-256 in capability-token mode (never the token), ``sub`` plus the configured
+``iss`` / ``aud`` for signed tokens (a ``sub`` that is not a string is refused: ``123`` and
+``"123"`` must not be one caller), and :data:`ANONYMOUS` without authentication.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import msgspec
 from exec_server_protocol import json_depth_exceeds
 
 __all__ = [
+    "ANONYMOUS",
     "MAX_NUMERIC_DATE",
     "MAX_TOKEN_LENGTH",
     "CapabilityToken",
+    "Principal",
     "SignedBearerToken",
     "read_secret_file",
 ]
@@ -38,6 +45,41 @@ MAX_TOKEN_LENGTH = 16 * 1024
 
 MAX_NUMERIC_DATE = 253_402_300_799
 """9999-12-31T23:59:59Z: the largest ``exp``/``nbf``/``iat`` accepted."""
+
+
+PRINCIPAL_LABEL_LENGTH = 64
+"""Longest ``sub`` shown by :meth:`Principal.__str__` (logs); equality uses all of it."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who authenticated a connection; a session belongs to the principal that created it.
+
+    Attributes:
+        kind: ``"anonymous"``, ``"token"`` (capability token) or ``"jwt"`` (signed token).
+        subject: the hex SHA-256 of the capability token, the ``sub`` claim (``""`` when the
+            token has none), or ``""`` for anonymous.
+        issuer, audience: the ``iss`` / ``aud`` the server requires of signed tokens, if any.
+
+    Two principals are the same caller exactly when they compare equal. ``str()`` is a short
+    label for logs that holds no secret (8 hex digits of a token's hash, a truncated ``sub``).
+    """
+
+    kind: str
+    subject: str = ""
+    issuer: str | None = None
+    audience: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "token":
+            return "token:" + self.subject[:8]
+        if self.kind == "jwt":
+            return "sub:" + self.subject[:PRINCIPAL_LABEL_LENGTH]
+        return self.kind
+
+
+ANONYMOUS = Principal("anonymous")
+"""The one principal of a server without authentication (and of stdio)."""
 
 
 def read_secret_file(path: str) -> bytes:
@@ -86,6 +128,11 @@ class CapabilityToken:
             return "invalid bearer token"
         return None
 
+    def principal(self, authorization: str | None) -> Principal:
+        """The principal of a header this authenticator accepted: the token's SHA-256 (the
+        configured digest, since the tokens matched)."""
+        return Principal("token", self.sha256.hex())
+
 
 def _b64url(data: str) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
@@ -128,6 +175,57 @@ class SignedBearerToken:
     max_clock_skew_s: int = 30
 
     def __call__(self, authorization: str | None) -> str | None:
+        checked = self._check(authorization)
+        return checked if isinstance(checked, str) else None
+
+    def principal(self, authorization: str | None) -> Principal:
+        """The principal of a header this authenticator accepted: ``sub`` and the configured
+        ``iss`` / ``aud``.
+
+        Only the signature is checked again, not the times: a token accepted a moment ago
+        has the same principal even if it expired since.
+
+        Raises:
+            ValueError: the header does not carry a token signed with our secret (a bug in
+                the caller).
+        """
+        claims = self._signed_claims(authorization)
+        if isinstance(claims, str):
+            raise ValueError(claims)
+        sub = claims.get("sub")
+        return Principal("jwt", sub if isinstance(sub, str) else "", self.issuer, self.audience)
+
+    def _check(self, authorization: str | None) -> dict[str, Any] | str:
+        """The token's claims, or why it is refused."""
+        claims = self._signed_claims(authorization)
+        if isinstance(claims, str):
+            return claims
+        for name in ("exp", "nbf", "iat"):
+            problem = _numeric_date_problem(claims, name)
+            if problem is not None:
+                return problem
+        now = time.time()
+        exp = claims.get("exp")
+        if exp is None:
+            return "token has no exp claim"
+        if now > exp + self.max_clock_skew_s:
+            return "token expired"
+        nbf = claims.get("nbf")
+        if nbf is not None and now + self.max_clock_skew_s < nbf:
+            return "token not yet valid"
+        if self.issuer is not None and claims.get("iss") != self.issuer:
+            return "token issuer mismatch"
+        if self.audience is not None:
+            aud = claims.get("aud")
+            auds = aud if isinstance(aud, list) else [aud]
+            if self.audience not in auds:
+                return "token audience mismatch"
+        if not isinstance(claims.get("sub", ""), str):
+            return "token sub claim is not a string"
+        return claims
+
+    def _signed_claims(self, authorization: str | None) -> dict[str, Any] | str:
+        """The claims of a token signed with our secret (nothing else checked), or why not."""
         token = _bearer(authorization)
         if token is None:
             return "missing bearer token"
@@ -154,24 +252,4 @@ class SignedBearerToken:
             return "unsupported token algorithm"
         if not isinstance(claims, dict):
             return "malformed token claims"
-        for name in ("exp", "nbf", "iat"):
-            problem = _numeric_date_problem(claims, name)
-            if problem is not None:
-                return problem
-        now = time.time()
-        exp = claims.get("exp")
-        if exp is None:
-            return "token has no exp claim"
-        if now > exp + self.max_clock_skew_s:
-            return "token expired"
-        nbf = claims.get("nbf")
-        if nbf is not None and now + self.max_clock_skew_s < nbf:
-            return "token not yet valid"
-        if self.issuer is not None and claims.get("iss") != self.issuer:
-            return "token issuer mismatch"
-        if self.audience is not None:
-            aud = claims.get("aud")
-            auds = aud if isinstance(aud, list) else [aud]
-            if self.audience not in auds:
-                return "token audience mismatch"
-        return None
+        return claims

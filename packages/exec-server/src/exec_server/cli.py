@@ -1,8 +1,9 @@
 """`exec-server`: run the server.
 
-The bound URL (``ws://IP:PORT``) is the first line on stdout; logs go to stderr, one line per
-event with the session and process ids. SIGINT/SIGTERM shut down cleanly and kill every
-process the server started.
+The bound URL (``ws://IP:PORT``, ``wss://`` with ``--tls-cert``) is the first line on stdout;
+logs go to stderr, one line per event with the session and process ids. SIGINT/SIGTERM shut
+down cleanly and kill every process the server started; with TLS, SIGHUP reloads the
+certificate and key.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
 from .server import Server, ServerConfig
-from .transport import AcceptErrorHandler
+from .transport import AcceptErrorHandler, TlsCertificate
 from .transport.stdio import serve_stdio
 
 __all__ = ["build_parser", "main"]
@@ -33,9 +34,15 @@ _EXTRA_KEYS = (
     "exit_code",
     "signal",
     "client",
+    "principal",
     "argv0",
     "tty",
     "sandbox",
+    "cwd",
+    "sandboxed",
+    "outcome",
+    "duration_ms",
+    "output_bytes",
 )
 
 
@@ -138,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen",
         default="ws://127.0.0.1:0",
         help="where to listen: ws://IP:PORT (port 0 picks a free one; the bound URL is printed "
-        "as the first stdout line) or 'stdio' (one JSON message per line). Default: %(default)s",
+        "as the first stdout line; wss:// or ws:// with --tls-cert) or 'stdio' (one JSON "
+        "message per line). Default: %(default)s",
     )
     p.add_argument(
         "--log-level",
@@ -249,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         "reach the port can run any command as this user. Without it such a server refuses "
         "to start; with it, it logs a warning at start",
     )
+    tls = p.add_argument_group("TLS (WebSocket only)")
+    tls.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve wss:// with this PEM certificate chain (needs --tls-key); SIGHUP reloads "
+        "both files, and a bad file on reload keeps the previous certificate",
+    )
+    tls.add_argument("--tls-key", metavar="FILE", help="the PEM private key (unencrypted)")
     return p
 
 
@@ -300,6 +316,23 @@ def _read_authenticator(args: argparse.Namespace, parser: argparse.ArgumentParse
         parser.error(f"cannot read a secret: {exc}")
 
 
+def _tls_certificate(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> TlsCertificate | None:
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_cert is None:
+        if args.listen.startswith("wss:"):
+            parser.error("--listen wss://... needs --tls-cert and --tls-key")
+        return None
+    if args.listen_address is None:
+        parser.error("--tls-cert applies to a WebSocket listener, not to stdio")
+    try:
+        return TlsCertificate(args.tls_cert, args.tls_key)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
 def _raise_fd_limit() -> None:
     """Raise the open-file soft limit to the hard limit: every connection, pipe and pidfd
     costs a descriptor, and the usual soft limit (1024) is reached by a thousand idle peers."""
@@ -312,6 +345,16 @@ def _raise_fd_limit() -> None:
         logging.getLogger("exec_server").info("cannot raise the open-file limit: %s", exc)
         return
     logging.getLogger("exec_server").info("open-file limit raised from %d to %d", soft, hard)
+
+
+def _reload_tls(tls: TlsCertificate) -> None:
+    logger = logging.getLogger("exec_server")
+    try:
+        tls.reload()
+    except ValueError as exc:
+        logger.error("TLS certificate reload failed, keeping the previous one: %s", exc)
+        return
+    logger.info("TLS certificate reloaded from %s", tls.cert_file)
 
 
 async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
@@ -348,10 +391,13 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
                 )
                 return 1
             shown = f"[{host}]" if ":" in host else host
-            sys.stdout.write(f"ws://{shown}:{port}\n")
+            scheme = "ws" if config.tls is None else "wss"
+            if config.tls is not None:
+                loop.add_signal_handler(signal.SIGHUP, _reload_tls, config.tls)
+            sys.stdout.write(f"{scheme}://{shown}:{port}\n")
             sys.stdout.flush()
             logger = logging.getLogger("exec_server")
-            logger.info("listening on ws://%s:%d", shown, port)
+            logger.info("listening on %s://%s:%d", scheme, shown, port)
             if _unauthenticated_exposure(args) is not None:
                 logger.warning(
                     "UNAUTHENTICATED REMOTE EXECUTION: ws://%s:%d is reachable from other "
@@ -368,12 +414,13 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
 
 
 def _listen_address(value: str) -> tuple[str, int] | None:
-    """``ws://IP:PORT`` -> (host, port); ``stdio`` -> None. Raises ValueError."""
+    """``ws://IP:PORT`` or ``wss://IP:PORT`` -> (host, port); ``stdio`` -> None. Raises
+    ValueError."""
     if value in ("stdio", "stdio://"):
         return None
     url = urlsplit(value)
-    if url.scheme != "ws" or not url.hostname or url.path not in ("", "/"):
-        raise ValueError(f"--listen must be ws://IP:PORT or stdio, got {value!r}")
+    if url.scheme not in ("ws", "wss") or not url.hostname or url.path not in ("", "/"):
+        raise ValueError(f"--listen must be ws://IP:PORT, wss://IP:PORT or stdio, got {value!r}")
     try:
         port = url.port or 0
     except ValueError as exc:
@@ -388,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.listen_address = _listen_address(args.listen)
     except ValueError as exc:
         parser.error(str(exc))
+    tls = _tls_certificate(args, parser)
     if args.handshake_timeout <= 0:
         parser.error("--handshake-timeout must be positive")
     if args.max_handshakes < 1 or args.max_handshakes_per_address < 1:
@@ -421,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handshake_timeout=args.handshake_timeout,
         max_handshakes=args.max_handshakes,
         max_handshakes_per_address=args.max_handshakes_per_address,
+        tls=tls,
     )
     _raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):

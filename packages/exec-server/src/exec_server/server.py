@@ -40,6 +40,8 @@ from exec_server_protocol.process import (
 )
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
 
+from .audit import ProcessAudit
+from .auth import ANONYMOUS, Principal
 from .environment import environment_info
 from .exceptions import invalid_params, invalid_request
 from .processes import (
@@ -51,7 +53,8 @@ from .processes import (
     reset_inherited_signal_state,
 )
 from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_frame
-from .sessions import SessionRecord, SessionRegistry, UnknownSession
+from .sessions import NotOwner, SessionRecord, SessionRegistry, UnknownSession
+from .transport import TlsCertificate
 from .transport.base import FrameSink
 from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
 
@@ -88,20 +91,26 @@ class ServerConfig:
     """Seconds a WebSocket connection has to finish its HTTP handshake."""
     max_handshakes: int = 512
     max_handshakes_per_address: int = 128
+    tls: TlsCertificate | None = None
+    """Serve WebSocket connections over TLS with this certificate (``wss://``)."""
 
 
 class SessionRuntime:
     """What a session owns: its processes, its file handles, its current connection."""
 
-    def __init__(self, server: Server, record: SessionRecord[ClientConnection]) -> None:
+    def __init__(
+        self, server: Server, record: SessionRecord[ClientConnection], principal: Principal
+    ) -> None:
         self.record = record
         self.id = record.id
         self.connection: ClientConnection | None = None
         self.processes = ProcessTable(server.process_config, self.emit, record.id)
+        self.audit = ProcessAudit(record.id, principal)
         self._stop_grace = server.config.stop_grace
         self._fs: Any = None
 
     def emit(self, *parts: bytes) -> None:
+        self.audit.observe(parts)
         conn = self.connection
         if conn is not None:
             conn.send(*parts)
@@ -120,6 +129,7 @@ class SessionRuntime:
     async def aclose(self) -> None:
         self.connection = None
         await self.processes.stop_all(self._stop_grace)
+        self.audit.session_closed()
         if self._fs is not None:
             await self._fs.aclose()
 
@@ -130,9 +140,18 @@ Handler = Callable[["ClientConnection", Any], Any]
 class ClientConnection:
     """The server side of one connection (a :class:`MessageHandler`)."""
 
-    def __init__(self, server: Server, sink: FrameSink, *, detachable: bool = True) -> None:
+    def __init__(
+        self,
+        server: Server,
+        sink: FrameSink,
+        *,
+        detachable: bool = True,
+        principal: Principal = ANONYMOUS,
+    ) -> None:
         self.server = server
         self.sink = sink
+        self.principal = principal
+        """Who authenticated the connection: it may resume only sessions it created."""
         self.peer = RpcPeer()
         self.session: SessionRuntime | None = None
         self.detachable = detachable
@@ -327,8 +346,13 @@ class Server:
             max_handshakes=self.config.max_handshakes,
             max_handshakes_per_address=self.config.max_handshakes_per_address,
         )
+        tls = self.config.tls
         server = await serve_websocket(
-            host, port, policy, lambda sink: ClientConnection(self, sink)
+            host,
+            port,
+            policy,
+            lambda sink: ClientConnection(self, sink, principal=sink.principal),
+            ssl_context=tls.context if tls is not None else None,
         )
         self._listeners.append(server)
         sockname = server.sockets[0].getsockname()
@@ -374,7 +398,16 @@ class Server:
     def initialize(self, conn: ClientConnection, p: InitializeParams) -> InitializeResult:
         if p.resume_session_id is not None:
             try:
-                record, previous = self.registry.resume(p.resume_session_id, conn, time.monotonic())
+                record, previous = self.registry.resume(
+                    p.resume_session_id, conn, time.monotonic(), owner=conn.principal
+                )
+            except NotOwner:
+                # Answered exactly like an unknown id, so ids of others cannot be probed.
+                log.info(
+                    "session resume refused: created by another principal",
+                    extra={"session_id": p.resume_session_id, "principal": conn.principal},
+                )
+                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
             except UnknownSession:
                 stale = self.runtimes.pop(p.resume_session_id, None)
                 if stale is not None:  # the registry expired it just now (deadline passed)
@@ -389,10 +422,17 @@ class Server:
                 log.info("session resumed", extra={"session_id": record.id})
             self._schedule_expiry()
         else:
-            record = self.registry.create(conn)
-            runtime = SessionRuntime(self, record)
+            record = self.registry.create(conn, owner=conn.principal)
+            runtime = SessionRuntime(self, record, conn.principal)
             self.runtimes[record.id] = runtime
-            log.info("session created", extra={"session_id": record.id, "client": p.client_name})
+            log.info(
+                "session created",
+                extra={
+                    "session_id": record.id,
+                    "client": p.client_name,
+                    "principal": conn.principal,
+                },
+            )
         runtime.connection = conn
         conn.session = runtime
         conn.peer.initialize_succeeded()
@@ -436,7 +476,8 @@ def _environment_config_read(conn: ClientConnection, p: Any) -> Any:
 
 
 def _process_start(conn: ClientConnection, p: StartParams) -> Any:
-    return conn.require_session().processes.start(p)
+    session = conn.require_session()
+    return session.audit.start(session.processes, p)
 
 
 def _process_read(conn: ClientConnection, p: ReadParams) -> Any:

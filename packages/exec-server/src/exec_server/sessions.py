@@ -10,6 +10,10 @@ methods return. Rules (PROTOCOL.md §2):
   *takes it over*: the previous connection is returned so the caller can close it.
 * A DETACHED session whose deadline passed is EXPIRED: its id becomes unknown (also to a resume
   that races the deadline — expiry wins at the boundary).
+* A session belongs to the *owner* that created it (the caller's principal, compared with
+  ``==``). A resume by another owner raises :class:`NotOwner`, a kind of
+  :class:`UnknownSession`, in every state: the session is untouched (no takeover of an
+  attached one), and a caller that answers both alike lets no one probe which ids exist.
 
 States and transitions (anything else raises :class:`IllegalTransition`)::
 
@@ -28,6 +32,7 @@ from typing import Generic, TypeVar
 
 __all__ = [
     "IllegalTransition",
+    "NotOwner",
     "SessionRecord",
     "SessionRegistry",
     "SessionState",
@@ -69,11 +74,16 @@ class UnknownSession(LookupError):
     """No live session has this id (never existed, or expired)."""
 
 
+class NotOwner(UnknownSession):
+    """The session exists but belongs to another owner: to that caller it is unknown."""
+
+
 @dataclass(eq=False)
 class SessionRecord(Generic[C]):
     id: str
     state: SessionState
     connection: C | None
+    owner: object = None
     deadline: float | None = None
     data: dict[str, object] = field(default_factory=dict)
 
@@ -112,22 +122,23 @@ class SessionRegistry(Generic[C]):
     def sessions(self) -> list[SessionRecord[C]]:
         return list(self._sessions.values())
 
-    def create(self, connection: C) -> SessionRecord[C]:
-        """A new session attached to ``connection``; its id is a random UUID v4."""
-        record = SessionRecord(str(uuid.uuid4()), SessionState.ATTACHED, connection)
+    def create(self, connection: C, *, owner: object = None) -> SessionRecord[C]:
+        """A new session of ``owner``, attached to ``connection``; its id is a random UUID v4."""
+        record = SessionRecord(str(uuid.uuid4()), SessionState.ATTACHED, connection, owner)
         self._sessions[record.id] = record
         return record
 
     def resume(
-        self, session_id: str, connection: C, now: float
+        self, session_id: str, connection: C, now: float, *, owner: object = None
     ) -> tuple[SessionRecord[C], C | None]:
-        """Attach ``connection`` to a live session.
+        """Attach ``connection`` to a live session of ``owner``.
 
         Returns:
             The session and the connection it was taken from (None if it was detached).
 
         Raises:
             UnknownSession: unknown id, or a detached session whose deadline has passed.
+            NotOwner: the session belongs to another owner (it is left as it was).
         """
         record = self._sessions.get(session_id)
         if record is None:
@@ -139,6 +150,8 @@ class SessionRegistry(Generic[C]):
         ):
             self.expire(record)
             raise UnknownSession(session_id)
+        if record.owner != owner:
+            raise NotOwner(session_id)
         previous = record.connection if record.state is SessionState.ATTACHED else None
         record._apply(Event.RESUME)
         record.connection = connection

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Generator
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 import msgspec
@@ -120,8 +121,10 @@ class Client:
         ping_interval: float | None = 20.0,
         ping_timeout: float = 20.0,
         read_page_bytes: int = 1 << 20,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.url = url
+        self._ssl = ssl
         self.client_name = client_name
         self.reconnect_deadline = reconnect_deadline
         self.connect_timeout = connect_timeout
@@ -171,6 +174,7 @@ class Client:
             on_close=self._on_close,
             ping_interval=self._ping[0],
             ping_timeout=self._ping[1],
+            ssl=self._ssl,
         )
 
     async def _connect_first(self, resume_session_id: str | None) -> None:
@@ -688,13 +692,14 @@ def connect(
     ping_interval: float | None = 20.0,
     ping_timeout: float = 20.0,
     read_page_bytes: int = 1 << 20,
+    ssl: SSLContext | None = None,
 ) -> _Connect:
     """Connect to an exec-server and complete the handshake.
 
     Use as ``client = await connect(url)`` or ``async with connect(url) as client``.
 
     Args:
-        url: ``ws://host:port``.
+        url: ``ws://host:port``, or ``wss://host:port`` for TLS.
         token: sent as ``Authorization: Bearer <token>``.
         client_name: the ``clientName`` of ``initialize``.
         resume_session_id: resume this session instead of creating one.
@@ -706,9 +711,13 @@ def connect(
         backoff: delays between reconnect attempts (seed its ``rng`` for determinism).
         ping_interval, ping_timeout: keepalive; a silent connection is dropped after their sum.
         read_page_bytes: ``maxBytes`` of the catch-up reads after a reconnect.
+        ssl: TLS settings for a ``wss://`` URL (e.g. a context trusting a private CA);
+            default: the system's trusted CAs, host name checked. Only with ``wss://``.
 
     Raises:
-        ConnectionLost: the server cannot be reached or refused the credentials.
+        ConnectionLost: the server cannot be reached, its certificate is not trusted, or it
+            refused the credentials.
+        ValueError: ``url`` is not a ws:// or wss:// URL, or ``ssl`` came with ws://.
         SessionLost: ``resume_session_id`` is unknown to the server.
     """
     client = Client(
@@ -722,5 +731,6 @@ def connect(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         read_page_bytes=read_page_bytes,
+        ssl=ssl,
     )
     return _Connect(client, resume_session_id)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl as ssl_module
 from collections.abc import Callable
 
 from websockets.client import ClientProtocol
@@ -232,20 +233,28 @@ async def open_connection(
     on_close: Callable[[WsConnection, str], None],
     ping_interval: float | None = 20.0,
     ping_timeout: float = 20.0,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> WsConnection:
     """Connect and complete the WebSocket handshake (the caller bounds the time).
 
+    Args:
+        ssl: TLS settings of a ``wss://`` URL (default: the system's trusted CAs, the host
+            name checked).
+
     Raises:
         HandshakeRejected: the server answered with an HTTP error (e.g. 401).
-        OSError, ConnectionError: the TCP connection failed or dropped.
-        ValueError: ``url`` is not a ws:// URL.
+        OSError, ConnectionError: the TCP connection failed or dropped; the TLS handshake
+            failed (``ssl.SSLError``, e.g. an untrusted certificate).
+        ValueError: ``url`` is not a ws:// or wss:// URL, or ``ssl`` came with a ws:// URL.
     """
     try:
         uri = parse_uri(url)
     except InvalidURI as exc:
         raise ValueError(str(exc)) from exc
-    if uri.secure:
-        raise ValueError("wss:// is not supported; use ws:// (TLS belongs to a proxy)")
+    if ssl is not None and not uri.secure:
+        raise ValueError("ssl= needs a wss:// URL")
+    if uri.secure and ssl is None:
+        ssl = ssl_module.create_default_context()
     proto = ClientProtocol(uri, max_size=None, logger=log)
     request = proto.connect()
     if token is not None:
@@ -255,6 +264,8 @@ async def open_connection(
         lambda: WsConnection(proto, on_message, on_close, ping_interval, ping_timeout),
         uri.host,
         uri.port,
+        ssl=ssl,
+        server_hostname=uri.host if ssl is not None else None,
     )
     try:
         proto.send_request(request)

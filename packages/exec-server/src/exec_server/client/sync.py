@@ -93,11 +93,12 @@ class SyncClient:
         """Connect to an exec-server and complete the handshake.
 
         Args:
-            url: ``ws://host:port``.
+            url: ``ws://host:port``, or ``wss://host:port`` for TLS.
             token: sent as ``Authorization: Bearer <token>``.
             call_timeout: see :attr:`call_timeout`.
-            **kwargs: passed on to :func:`exec_server.client.connect` (``connect_timeout``,
-                ``request_timeout``, ``reconnect_deadline``, ``resume_session_id``, ...).
+            **kwargs: passed on to :func:`exec_server.client.connect` (``ssl``,
+                ``connect_timeout``, ``request_timeout``, ``reconnect_deadline``,
+                ``resume_session_id``, ...).
 
         Raises:
             ConnectionLost: the server cannot be reached or refused the credentials (no

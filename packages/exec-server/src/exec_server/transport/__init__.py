@@ -2,6 +2,7 @@
 a :class:`MessageHandler` and take frames to send."""
 
 from ._limits import AcceptErrorHandler
+from ._tls import TlsCertificate
 from .base import FrameSink, MessageHandler
 from .stdio import serve_stdio
 from .websocket import HttpPolicy, serve_websocket
@@ -11,6 +12,7 @@ __all__ = [
     "FrameSink",
     "HttpPolicy",
     "MessageHandler",
+    "TlsCertificate",
     "serve_stdio",
     "serve_websocket",
 ]

@@ -5,6 +5,8 @@ is alive) → 200 with an empty body, no auth; any request
 with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; the WebSocket
 upgrade on ``/`` (after the auth check) → 101; anything else → 404. Inbound messages above
 ``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
+With an ``ssl_context`` the listener speaks only TLS (``wss://``, and ``https://`` for the
+routes); the TLS handshake must also finish within ``handshake_timeout``.
 Frames that arrive with the upgrade request (in the same read) are handled after the 101.
 
 Until its upgrade or HTTP answer, a connection is "in the handshake": it must finish within
@@ -30,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +46,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ..auth import ANONYMOUS, Principal
 from ._limits import HandshakeTracker
 from ._messages import MessageAssembler
 from .base import MessageHandler
@@ -64,6 +68,9 @@ _JOIN_BELOW = 64 * 1024  # smaller frames are joined: one transport.write() beat
 class Authenticator(Protocol):
     def __call__(self, authorization: str | None) -> str | None:
         """Return None when allowed, else the 401 body text."""
+
+    def principal(self, authorization: str | None) -> Principal:
+        """Who presented ``authorization``, once :meth:`__call__` allowed it."""
 
 
 @dataclass
@@ -119,6 +126,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._closed = False
         self._close_timer: asyncio.TimerHandle | None = None
         self.peer: str = "?"
+        self.principal: Principal = ANONYMOUS
+        """Who authenticated the upgrade (set before the handler is made)."""
         self._sock: socket.socket | None = None
 
     # -------------------------------------------------------------- asyncio side
@@ -135,7 +144,10 @@ class WebSocketConnection(asyncio.Protocol):
             self._address = str(peer[0])
             self.peer = f"{peer[0]}:{peer[1]}"
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-        self._sock = sock if isinstance(sock, socket.socket) else None
+        # Frames go straight to the socket only in clear text: under TLS that would bypass
+        # the encryption (the transport's "socket" is the raw TCP socket).
+        plain = transport.get_extra_info("ssl_object") is None
+        self._sock = sock if isinstance(sock, socket.socket) and plain else None
         if not self._handshakes.try_enter(self._address):
             self._closed = True
             transport.abort()
@@ -246,6 +258,7 @@ class WebSocketConnection(asyncio.Protocol):
             if problem is not None:
                 self._http_reply(_response(401, "Unauthorized", (problem + "\n").encode()))
                 return
+            self.principal = self._policy.authenticate.principal(headers.get("Authorization"))
         proto = ServerProtocol(max_size=self._policy.max_message_size, logger=log)
         self._proto = proto
         # Everything read so far, frames sent right behind the request included: the protocol
@@ -334,10 +347,13 @@ class WebSocketConnection(asyncio.Protocol):
                 transport.write(data)
             else:
                 # The protocol is done: half-close now, and drop the socket if the peer
-                # does not finish the closing handshake in time.
+                # does not finish the closing handshake in time. TLS cannot half-close:
+                # close (after what is queued, with a close_notify), or peers wait for us.
                 if transport.can_write_eof():
                     with contextlib.suppress(OSError, RuntimeError):
                         transport.write_eof()
+                else:
+                    transport.close()
                 self._schedule_abort()
         if proto.close_expected():
             self._schedule_abort()
@@ -433,8 +449,14 @@ async def serve_websocket(
     port: int,
     policy: HttpPolicy,
     make_handler: Callable[[WebSocketConnection], MessageHandler],
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> asyncio.Server:
-    """Listen on ``host:port`` (port 0 picks a free one)."""
+    """Listen on ``host:port`` (port 0 picks a free one); with ``ssl_context``, TLS only.
+
+    Under TLS the handler's handshake deadline and caps start once the TLS handshake is
+    done (asyncio calls the protocol only then); until then ``handshake_timeout`` bounds it.
+    """
     loop = asyncio.get_running_loop()
     handshakes = HandshakeTracker(
         max_total=policy.max_handshakes, max_per_address=policy.max_handshakes_per_address
@@ -445,4 +467,6 @@ async def serve_websocket(
         port,
         reuse_address=True,
         backlog=max(128, policy.max_handshakes),
+        ssl=ssl_context,
+        ssl_handshake_timeout=policy.handshake_timeout if ssl_context is not None else None,
     )
