@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import ssl
 import struct
@@ -128,7 +129,8 @@ class WebSocketConnection(asyncio.Protocol):
         self.peer: str = "?"
         self.principal: Principal = ANONYMOUS
         """Who authenticated the upgrade (set before the handler is made)."""
-        self._sock: socket.socket | None = None
+        self._fd: int | None = None
+        """The socket's descriptor, for writing frames straight to it (clear text only)."""
 
     # -------------------------------------------------------------- asyncio side
 
@@ -146,8 +148,10 @@ class WebSocketConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         # Frames go straight to the socket only in clear text: under TLS that would bypass
         # the encryption (the transport's "socket" is the raw TCP socket).
+        # (asyncio hands out a TransportSocket, which has no sendmsg: os.writev on its
+        # descriptor is the same single syscall.)
         plain = transport.get_extra_info("ssl_object") is None
-        self._sock = sock if isinstance(sock, socket.socket) and plain else None
+        self._fd = sock.fileno() if sock is not None and plain else None
         if not self._handshakes.try_enter(self._address):
             self._closed = True
             transport.abort()
@@ -388,16 +392,12 @@ class WebSocketConnection(asyncio.Protocol):
             header = _HEADER16.pack(0x81, 126, n)
         else:
             header = _HEADER64.pack(0x81, 127, n)
-        sock = self._sock
-        if (
-            sock is not None
-            and not transport.get_write_buffer_size()
-            and not transport.is_closing()
-        ):
+        fd = self._fd
+        if fd is not None and not transport.get_write_buffer_size() and not transport.is_closing():
             # Nothing is queued: hand the parts to the kernel in one call, without joining
             # them; only what the socket does not take now is copied into the transport.
             try:
-                sent = sock.sendmsg((header, *parts))
+                sent = os.writev(fd, (header, *parts))
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
