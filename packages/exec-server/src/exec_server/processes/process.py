@@ -124,7 +124,11 @@ def _joining(
     assert spec.executable is not None
     # Once the helper runs, a failing exec is only an exit status: find those errors now.
     resolve_program(spec.executable, spec.cwd)
-    if platform.machine() != _helper.HELPER_ARCH:
+    helper: _helper.HelperFile | None = None
+    if platform.machine() == _helper.HELPER_ARCH:
+        with contextlib.suppress(OSError):  # no memfd or no /proc/self/fd (old gVisor)
+            helper = _helper.HelperFile()
+    if helper is None:
 
         def join() -> None:
             with open(os.path.join(leaf, "cgroup.procs"), "wb", buffering=0) as file:
@@ -133,7 +137,6 @@ def _joining(
                 preexec_fn()
 
         return spec, join
-    helper = _helper.HelperFile()
     script = _helper.Script((helper.fd,))
     script.join_cgroup(leaf)
     script.call("close", helper.fd)

@@ -103,6 +103,8 @@ def layers() -> Layers:
                 return Layers(None, userns, own_proc, True, abi, kernel_abi)
             failures.append(failure)
     need = "user namespaces" if not root else "mount and PID namespaces"
+    if failures[0].startswith("the spawn helper"):
+        need = "a way to run the spawn helper"
     return Layers(
         f"sandbox unavailable on this host: missing {need} (the kernel refused to create them: "
         f"{failures[0]})",

@@ -253,7 +253,10 @@ def probe_namespaces(*, userns: bool, own_proc: bool) -> str | None:
         ``None`` when it worked, else what the helper printed (or why it could not start).
     """
     program = shutil.which("true") or "/bin/true"
-    helper = HelperFile()
+    try:
+        helper = HelperFile()
+    except OSError as exc:  # no memfd, or no /proc/self/fd to reopen it (old gVisor)
+        return f"the spawn helper cannot be made here: {exc}"
     try:
         script = Script((helper.fd,))
         _build_script(
