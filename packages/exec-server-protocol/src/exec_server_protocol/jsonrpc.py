@@ -59,6 +59,9 @@ class ErrorCode(enum.IntEnum):
     """OS, spawn and internal failures."""
     NOT_FOUND = -32004
     """Filesystem not-found and unknown file handle."""
+    SERVER_DRAINING = -32010
+    """The server is draining (shutting down): it creates no new session. Retryable, on
+    another server or after a restart; resuming an existing session still works."""
 
 
 class ErrorObject(msgspec.Struct):

@@ -1,8 +1,9 @@
 """`exec-server`: run the server.
 
 The bound URL (``ws://IP:PORT``) is the first line on stdout; logs go to stderr, one line per
-event with the session and process ids. SIGINT/SIGTERM shut down cleanly and kill every
-process the server started.
+event with the session and process ids. SIGTERM drains a WebSocket server first (see
+``--drain-timeout``); SIGINT, a second SIGTERM, and SIGTERM on stdio shut down at once. Either
+way the shutdown is clean and kills every process the server started.
 """
 
 from __future__ import annotations
@@ -215,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
         "closed at accept. Default: %(default)s",
     )
     p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, drain before the shutdown: /readyz answers 503 and new sessions are "
+        "refused, while existing sessions (resumes included) keep working until their "
+        "processes have exited and been read, or for at most this long. 0: shut down at once. "
+        "A second SIGTERM, or SIGINT, stops at once. Default: %(default)s",
+    )
+    p.add_argument(
         "--no-cgroups",
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
@@ -319,14 +330,22 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
     server.install_child_reaper()
     loop = asyncio.get_running_loop()
     AcceptErrorHandler().install(loop)
-    stop = loop.create_future()
+    stop = loop.create_future()  # shut down now
+    drain = loop.create_future()  # drain, then shut down
+    can_drain = args.listen_address is not None and config.drain_timeout > 0
 
     def request_stop() -> None:
         if not stop.done():
             stop.set_result(None)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, request_stop)
+    def request_drain() -> None:
+        if can_drain and not drain.done():
+            drain.set_result(None)
+        else:
+            request_stop()
+
+    loop.add_signal_handler(signal.SIGINT, request_stop)
+    loop.add_signal_handler(signal.SIGTERM, request_drain)
     try:
         if args.listen_address is None:
             serving = asyncio.ensure_future(
@@ -359,10 +378,26 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
                     shown,
                     port,
                 )
-            await stop
+            await asyncio.wait({stop, drain}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop.done():
+                await _drain(server, stop, config.drain_timeout)
     finally:
         await server.aclose()
     return 0
+
+
+async def _drain(server: Server, stop: asyncio.Future[None], timeout: float) -> None:
+    """Drain ``server`` until it is drained, ``timeout`` passes or ``stop`` is resolved."""
+    logger = logging.getLogger("exec_server")
+    server.start_drain()
+    drained = asyncio.ensure_future(server.wait_drained())
+    await asyncio.wait({drained, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if drained.done():
+        logger.info("drained: every process has finished and been read")
+    else:
+        drained.cancel()
+        reason = "stop requested" if stop.done() else f"--drain-timeout {timeout:g} s passed"
+        logger.info("drain cut short (%s): stopping what is left", reason)
 
 
 def _listen_address(value: str) -> tuple[str, int] | None:
@@ -388,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if args.handshake_timeout <= 0:
         parser.error("--handshake-timeout must be positive")
+    if args.drain_timeout < 0:
+        parser.error("--drain-timeout must not be negative")
     if args.max_handshakes < 1 or args.max_handshakes_per_address < 1:
         parser.error("--max-handshakes and --max-handshakes-per-address must be at least 1")
     exposed = _unauthenticated_exposure(args)
@@ -419,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handshake_timeout=args.handshake_timeout,
         max_handshakes=args.max_handshakes,
         max_handshakes_per_address=args.max_handshakes_per_address,
+        drain_timeout=args.drain_timeout,
     )
     _raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):

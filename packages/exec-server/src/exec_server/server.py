@@ -12,6 +12,11 @@ transport stops handing over messages until one finishes); the methods whose rep
 large (:data:`BIG_REPLY_METHODS`) run at most :data:`MAX_BIG_REPLIES_IN_FLIGHT` at a time and
 start only while the send buffer is below its high-water mark (the transport itself stops
 delivering messages while it is above).
+
+Drain (:meth:`Server.start_drain`, on SIGTERM): ``/readyz`` answers 503 and ``initialize``
+without a resumable session is refused with :data:`ErrorCode.SERVER_DRAINING`; everything else,
+resuming included, keeps working. :meth:`Server.wait_drained` returns once every process of
+every session has closed and its end has reached the client; the caller then shuts down.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pybase64
-from exec_server_protocol import EmptyResult, encode_notification, encode_result
+from exec_server_protocol import EmptyResult, ErrorCode, encode_notification, encode_result
 from exec_server_protocol.process import (
     ReadParams,
     ResizeParams,
@@ -41,7 +46,7 @@ from exec_server_protocol.process import (
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
 
 from .environment import environment_info
-from .exceptions import invalid_params, invalid_request
+from .exceptions import RpcError, invalid_params, invalid_request
 from .processes import (
     CgroupManager,
     OrphanReaper,
@@ -88,6 +93,8 @@ class ServerConfig:
     """Seconds a WebSocket connection has to finish its HTTP handshake."""
     max_handshakes: int = 512
     max_handshakes_per_address: int = 128
+    drain_timeout: float = 30.0
+    """Seconds a drain waits for processes to finish and be read before the shutdown."""
 
 
 class SessionRuntime:
@@ -97,7 +104,12 @@ class SessionRuntime:
         self.record = record
         self.id = record.id
         self.connection: ClientConnection | None = None
-        self.processes = ProcessTable(server.process_config, self.emit, record.id)
+        self.processes = ProcessTable(
+            server.process_config,
+            self.emit,
+            record.id,
+            attached=lambda: self.connection is not None,
+        )
         self._stop_grace = server.config.stop_grace
         self._fs: Any = None
 
@@ -276,6 +288,9 @@ class Server:
             closed_retention_s=self.config.closed_retention_s,
             cgroups=cgroups,
         )
+        self.process_config.on_settled = self._settled
+        self.draining = False
+        self._drain_progress = asyncio.Event()
         self._info: EnvironmentInfo | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -283,6 +298,31 @@ class Server:
         self._reaper = OrphanReaper(lambda pid: pid in self.process_config.live_pids)
         self._subreaper = make_subreaper()
         self._reap_pending: asyncio.TimerHandle | None = None
+
+    @property
+    def ready(self) -> bool:
+        """What ``/readyz`` reports: False once draining."""
+        return not self.draining
+
+    def start_drain(self) -> None:
+        """Refuse new sessions from now on (see the module docstring)."""
+        if not self.draining:
+            self.draining = True
+            log.info("draining: new sessions are refused; waiting for running processes")
+
+    def drained(self) -> bool:
+        """No session has a process that is running or whose end the client has not read."""
+        return all(rt.processes.settled for rt in self.runtimes.values())
+
+    async def wait_drained(self) -> None:
+        """Return once :meth:`drained` (the caller bounds the wait)."""
+        while not self.drained():
+            self._drain_progress.clear()
+            await self._drain_progress.wait()
+
+    def _settled(self) -> None:
+        # Processes closed, were read or went away, or a session did: re-check the drain.
+        self._drain_progress.set()
 
     @property
     def info(self) -> EnvironmentInfo:
@@ -322,6 +362,7 @@ class Server:
             handshake_timeout=self.config.handshake_timeout,
             max_handshakes=self.config.max_handshakes,
             max_handshakes_per_address=self.config.max_handshakes_per_address,
+            ready=lambda: self.ready,
         )
         server = await serve_websocket(
             host, port, policy, lambda sink: ClientConnection(self, sink)
@@ -340,6 +381,7 @@ class Server:
             self.registry.close(session.record)
             self.runtimes.pop(session.id, None)
             self.background(asyncio.ensure_future(session.aclose()))
+            self._settled()
             return
         record = self.registry.detach(session.id, conn, time.monotonic())
         if record is not None:
@@ -365,6 +407,7 @@ class Server:
             log.info("session expired", extra={"session_id": record.id})
             if runtime is not None:
                 self.background(asyncio.ensure_future(runtime.aclose()))
+        self._settled()
         self._schedule_expiry()
 
     def initialize(self, conn: ClientConnection, p: InitializeParams) -> InitializeResult:
@@ -385,6 +428,12 @@ class Server:
                 log.info("session resumed", extra={"session_id": record.id})
             self._schedule_expiry()
         else:
+            if self.draining:
+                raise RpcError(
+                    ErrorCode.SERVER_DRAINING,
+                    "server is draining (shutting down): no new sessions; retry on another "
+                    "server or after its restart",
+                )
             record = self.registry.create(conn)
             runtime = SessionRuntime(self, record)
             self.runtimes[record.id] = runtime
@@ -441,7 +490,7 @@ def _process_read(conn: ClientConnection, p: ReadParams) -> Any:
     after = p.after_seq or 0
     if p.wait_ms and p.wait_ms > 0 and not proc.ready_for(after):
         return table.read(p.process_id, after, p.max_bytes, p.wait_ms, conn.interrupted)
-    return proc.snapshot(after, p.max_bytes)
+    return table.snapshot(proc, after, p.max_bytes)
 
 
 def _process_write(conn: ClientConnection, p: WriteParams) -> Any:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_path_uri
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
@@ -42,6 +43,9 @@ class ProcessConfig:
         self.cgroups = cgroups
         self.live_pids: set[int] = set()
         """Pids reaped by their ManagedProcess (the orphan reaper leaves them alone)."""
+        self.on_settled: Callable[[], None] | None = None
+        """Called when a table may have become :attr:`ProcessTable.settled` (a process closed,
+        its end was read, or it was forgotten); the server's drain waits on it."""
 
 
 class ProcessTable:
@@ -51,15 +55,26 @@ class ProcessTable:
         config: shared settings.
         emit: sends a notification frame to the session's current connection, if any.
         session_id: for logs.
+        attached: whether ``emit`` reaches a connection now (default: always). A process that
+            closes while it does not stays *unread* until a ``process/read`` reports it closed.
     """
 
-    def __init__(self, config: ProcessConfig, emit: Emit, session_id: str) -> None:
+    def __init__(
+        self,
+        config: ProcessConfig,
+        emit: Emit,
+        session_id: str,
+        *,
+        attached: Callable[[], bool] | None = None,
+    ) -> None:
         self._config = config
         self._emit = emit
         self._session_id = session_id
+        self._attached = attached
         self._procs: dict[str, ManagedProcess] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._paused = False
+        self._unread: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._procs)
@@ -69,6 +84,25 @@ class ProcessTable:
 
     def get(self, process_id: str) -> ManagedProcess | None:
         return self._procs.get(process_id)
+
+    @property
+    def settled(self) -> bool:
+        """Every process has closed and its end reached the client (a notification sent while
+        attached, or a ``process/read`` that reported it closed)."""
+        return not self._unread and all(p.closed for p in self._procs.values())
+
+    def snapshot(self, proc: ManagedProcess, after_seq: int, max_bytes: int | None) -> ReadResult:
+        """``proc``'s output after ``after_seq`` as ``process/read`` answers it; a result that
+        reports the process closed marks its end as read."""
+        result = proc.snapshot(after_seq, max_bytes)
+        if result.closed and proc.process_id in self._unread:
+            self._unread.discard(proc.process_id)
+            self._notify_settled()
+        return result
+
+    def _notify_settled(self) -> None:
+        if self._config.on_settled is not None:
+            self._config.on_settled()
 
     def require(self, process_id: str) -> ManagedProcess:
         proc = self._procs.get(process_id)
@@ -216,20 +250,25 @@ class ProcessTable:
             if interrupted is not None and interrupted.done():
                 raise invalid_request("session has been resumed by another connection")
             proc = self._procs.get(process_id, proc)
-        return proc.snapshot(after, max_bytes)
+        return self.snapshot(proc, after, max_bytes)
 
     def _on_closed(self, proc: ManagedProcess) -> None:
         self._config.live_pids.discard(proc.pid)
+        if self._attached is not None and not self._attached():
+            self._unread.add(proc.process_id)
         loop = asyncio.get_running_loop()
         self._timers[proc.process_id] = loop.call_later(
             self._config.closed_retention_s, self._expire, proc.process_id
         )
+        self._notify_settled()
 
     def _expire(self, process_id: str) -> None:
         self._timers.pop(process_id, None)
         proc = self._procs.pop(process_id, None)
+        self._unread.discard(process_id)
         if proc is not None:
             proc.release()
+        self._notify_settled()
 
     def pause_reading(self) -> None:
         """Stop pumping output (the connection is congested); new processes start paused."""
@@ -266,6 +305,7 @@ class ProcessTable:
         self._timers.clear()
         procs = list(self._procs.values())
         self._procs.clear()
+        self._unread.clear()
         for proc in procs:
             proc.kill_tree()
         for proc in procs:

@@ -1,7 +1,8 @@
 """WebSocket transport on the sans-I/O ``websockets`` protocol, plus the plain HTTP routes.
 
-Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` (ready to serve) and ``/livez`` (the process
-is alive) → 200 with an empty body, no auth; any request
+Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` (ready to serve; 503 while the policy's
+``ready()`` says no, e.g. draining) and ``/livez`` (the process is alive) → 200 with an empty
+body, no auth; any request
 with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; the WebSocket
 upgrade on ``/`` (after the auth check) → 101; anything else → 404. Inbound messages above
 ``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
@@ -77,6 +78,8 @@ class HttpPolicy:
     max_handshakes_per_address: int = 128
     """Connections in the handshake at once from one peer address. A handshake takes about a
     millisecond, so this only binds a burst of connects or peers that stall."""
+    ready: Callable[[], bool] | None = None
+    """Whether ``/readyz`` answers 200 (None: always)."""
 
 
 def _response(status: int, reason: str, body: bytes = b"", head_only: bool = False) -> bytes:
@@ -234,6 +237,12 @@ class WebSocketConnection(asyncio.Protocol):
             self._http_reply(_response(403, "Forbidden", b"cross-origin requests are refused\n"))
             return
         if path in ("/readyz", "/livez") and method in ("GET", "HEAD"):
+            ready = self._policy.ready
+            if path == "/readyz" and ready is not None and not ready():
+                self._http_reply(
+                    _response(503, "Service Unavailable", b"draining\n", method == "HEAD")
+                )
+                return
             self._http_reply(_response(200, "OK", head_only=method == "HEAD"))
             return
         if path != "/" or method != "GET":
