@@ -47,6 +47,7 @@ from exec_server_protocol.session import EnvironmentInfo, InitializeParams, Init
 
 from .environment import environment_info
 from .exceptions import RpcError, invalid_params, invalid_request
+from .metrics import METRICS, error_class, method_label
 from .processes import (
     CgroupManager,
     OrphanReaper,
@@ -55,8 +56,8 @@ from .processes import (
     make_subreaper,
     reset_inherited_signal_state,
 )
-from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_frame
-from .sessions import SessionRecord, SessionRegistry, UnknownSession
+from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_code, error_frame
+from .sessions import SessionRecord, SessionRegistry, SessionState, UnknownSession
 from .transport.base import FrameSink
 from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
 
@@ -156,15 +157,19 @@ class ClientConnection:
         self._writable.set()
         self._big_replies = asyncio.Semaphore(MAX_BIG_REPLIES_IN_FLIGHT)
         self._reading_paused = False
+        METRICS.connections.inc()
+        METRICS.connections_active.inc()
 
     # ---------------------------------------------------------------- MessageHandler
 
     def on_message(self, frame: bytes) -> None:
+        METRICS.received_bytes.inc(len(frame))
         action = self.peer.receive(frame)
         if isinstance(action, Dispatch):
             self._dispatch(action)
         elif isinstance(action, Reply):
-            self.sink.send(action.frame)
+            METRICS.request_answered(method_label(action.method), error_class(action.code), 0.0)
+            self.send(action.frame)
         else:
             assert isinstance(action, Ignored)
 
@@ -172,6 +177,7 @@ class ClientConnection:
         if self._closed:
             return
         self._closed = True
+        METRICS.connections_active.dec()
         for task in self._tasks:
             task.cancel()
         session = self.session
@@ -197,9 +203,21 @@ class ClientConnection:
 
     def send(self, *parts: bytes) -> None:
         if not self._closed:
+            METRICS.sent_bytes.inc(sum(map(len, parts)))
             self.sink.send(*parts)
 
+    def _answer(self, d: Dispatch, started: float, out: Any, exc: BaseException | None) -> None:
+        """Send the result ``out`` of ``d`` or its error ``exc``, and count the request."""
+        if exc is None:
+            result = "ok"
+            self.send(encode_result(d.request_id, out))
+        else:
+            result = error_class(error_code(exc))
+            self.send(error_frame(d.request_id, exc))
+        METRICS.request_answered(d.spec.name, result, time.perf_counter() - started)
+
     def _dispatch(self, d: Dispatch) -> None:
+        started = time.perf_counter()
         handler = HANDLERS[d.spec.name]
         if d.spec.name in BIG_REPLY_METHODS:
             out: Any = self._big_reply(handler, d.params)
@@ -207,17 +225,18 @@ class ClientConnection:
             try:
                 out = handler(self, d.params)
             except Exception as exc:
-                self.send(error_frame(d.request_id, exc))
+                self._answer(d, started, None, exc)
                 return
         if inspect.isawaitable(out):
             task = asyncio.ensure_future(out)
             self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._finish, d.request_id))
+            task.add_done_callback(functools.partial(self._finish, d, started))
             if len(self._tasks) >= MAX_REQUESTS_IN_FLIGHT and not self._reading_paused:
                 self._reading_paused = True
+                METRICS.limit_hit("requests_in_flight")
                 self.sink.pause_reading()
         else:
-            self.send(encode_result(d.request_id, out))
+            self._answer(d, started, out, None)
 
     async def _big_reply(self, handler: Handler, params: Any) -> Any:
         """Run ``handler`` once a big-reply slot is free and the send buffer has room."""
@@ -226,7 +245,7 @@ class ClientConnection:
             out = handler(self, params)
             return (await out) if inspect.isawaitable(out) else out
 
-    def _finish(self, request_id: Any, task: asyncio.Future[Any]) -> None:
+    def _finish(self, d: Dispatch, started: float, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if self._reading_paused and len(self._tasks) < MAX_REQUESTS_IN_FLIGHT:
             self._reading_paused = False
@@ -234,10 +253,7 @@ class ClientConnection:
         if task.cancelled():
             return  # the connection went away
         exc = task.exception()
-        if exc is not None:
-            self.send(error_frame(request_id, exc))
-        else:
-            self.send(encode_result(request_id, task.result()))
+        self._answer(d, started, None if exc is not None else task.result(), exc)
 
     # ---------------------------------------------------------------- session
 
@@ -289,6 +305,11 @@ class Server:
             cgroups=cgroups,
         )
         self.process_config.on_settled = self._settled
+        METRICS.observe_state(
+            processes=lambda: len(self.process_config.live_pids),
+            attached=lambda: self._sessions_in(SessionState.ATTACHED),
+            detached=lambda: self._sessions_in(SessionState.DETACHED),
+        )
         self.draining = False
         self._drain_progress = asyncio.Event()
         self._info: EnvironmentInfo | None = None
@@ -303,6 +324,9 @@ class Server:
     def ready(self) -> bool:
         """What ``/readyz`` reports: False once draining."""
         return not self.draining
+
+    def _sessions_in(self, state: SessionState) -> int:
+        return sum(1 for r in self.registry.sessions() if r.state is state)
 
     def start_drain(self) -> None:
         """Refuse new sessions from now on (see the module docstring)."""
@@ -363,6 +387,7 @@ class Server:
             max_handshakes=self.config.max_handshakes,
             max_handshakes_per_address=self.config.max_handshakes_per_address,
             ready=lambda: self.ready,
+            metrics=METRICS.render,
         )
         server = await serve_websocket(
             host, port, policy, lambda sink: ClientConnection(self, sink)

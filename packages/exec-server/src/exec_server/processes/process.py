@@ -40,6 +40,7 @@ from exec_server_protocol.process import (
 )
 
 from ..exceptions import invalid_request
+from ..metrics import METRICS
 from ..sandbox import _helper
 from ..sandbox._spawn import resolve_program
 from .ring import OutputRing
@@ -471,6 +472,9 @@ class ManagedProcess:
         code = self._exit_pending[0]
         self.exited = True
         self.exit_code = code
+        METRICS.process_finished(
+            "signaled" if self.signal_name else "exited", time.monotonic() - self._started_at
+        )
         if self.sandboxed and code != 0 and self._denial_check is not None:
             self.sandbox_denied = self._denial_check(code, self.ring.all_output())
         self.exit_seq = self.ring.next()

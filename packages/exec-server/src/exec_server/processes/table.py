@@ -9,7 +9,7 @@ import os
 import signal
 from collections.abc import Callable
 
-from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_path_uri
+from exec_server_protocol import ErrorCode, InvalidPathUriError, NonLocalHostError, parse_path_uri
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
 
 from ..exceptions import (
@@ -19,6 +19,7 @@ from ..exceptions import (
     invalid_params,
     invalid_request,
 )
+from ..metrics import METRICS
 from .env import build_env, resolve_executable
 from .process import Emit, ManagedProcess, SpawnSpec, format_os_error
 from .tree import CgroupManager
@@ -115,9 +116,12 @@ class ProcessTable:
         leaf = cgroups.new_leaf() if cgroups is not None else None
         try:
             return self._start(p, cgroups, leaf)
-        except BaseException:
+        except BaseException as exc:
             if cgroups is not None and leaf is not None:
                 cgroups.discard_leaf(leaf)
+            if not isinstance(exc, RpcError) or exc.code == ErrorCode.INTERNAL_ERROR:
+                # Not a refusal of the request (bad params, a quota): the spawn failed.
+                METRICS.process_finished("failed_to_start", 0.0)
             raise
 
     def _start(

@@ -3,8 +3,9 @@
 Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` (ready to serve; 503 while the policy's
 ``ready()`` says no, e.g. draining) and ``/livez`` (the process is alive) → 200 with an empty
 body, no auth; any request
-with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; the WebSocket
-upgrade on ``/`` (after the auth check) → 101; anything else → 404. Inbound messages above
+with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; ``GET /metrics``
+(after the auth check) → 200 with the policy's exposition; the WebSocket upgrade on ``/`` (after
+the auth check) → 101; anything else → 404. Inbound messages above
 ``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
 Frames that arrive with the upgrade request (in the same read) are handled after the 101.
 
@@ -44,6 +45,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ..metrics import METRICS
 from ._limits import HandshakeTracker
 from ._messages import MessageAssembler
 from .base import MessageHandler
@@ -80,13 +82,22 @@ class HttpPolicy:
     millisecond, so this only binds a burst of connects or peers that stall."""
     ready: Callable[[], bool] | None = None
     """Whether ``/readyz`` answers 200 (None: always)."""
+    metrics: Callable[[], tuple[bytes, str]] | None = None
+    """``GET /metrics``: the body and its content type (None: 404). Authenticated like the
+    upgrade."""
 
 
-def _response(status: int, reason: str, body: bytes = b"", head_only: bool = False) -> bytes:
+def _response(
+    status: int,
+    reason: str,
+    body: bytes = b"",
+    head_only: bool = False,
+    content_type: str = "text/plain; charset=utf-8",
+) -> bytes:
     lines = [
         f"HTTP/1.1 {status} {reason}",
         f"Content-Length: {len(body)}",
-        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Type: {content_type}",
         "Connection: close",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else body)
@@ -158,6 +169,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _handshake_expired(self) -> None:
         self._handshake_timer = None
+        METRICS.limit_hit("handshake_timeout")
         log.debug("handshake deadline passed for %s; closing", self.peer)
         self._handshake_over()
         self._closed = True
@@ -245,7 +257,8 @@ class WebSocketConnection(asyncio.Protocol):
                 return
             self._http_reply(_response(200, "OK", head_only=method == "HEAD"))
             return
-        if path != "/" or method != "GET":
+        metrics = self._policy.metrics if path == "/metrics" and method == "GET" else None
+        if (path != "/" or method != "GET") and metrics is None:
             self._http_reply(
                 _response(404, "Not Found", b"not found\n", head_only=method == "HEAD")
             )
@@ -255,6 +268,10 @@ class WebSocketConnection(asyncio.Protocol):
             if problem is not None:
                 self._http_reply(_response(401, "Unauthorized", (problem + "\n").encode()))
                 return
+        if metrics is not None:
+            body, content_type = metrics()
+            self._http_reply(_response(200, "OK", body, content_type=content_type))
+            return
         proto = ServerProtocol(max_size=self._policy.max_message_size, logger=log)
         self._proto = proto
         # Everything read so far, frames sent right behind the request included: the protocol
