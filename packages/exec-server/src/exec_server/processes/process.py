@@ -701,6 +701,11 @@ class ManagedProcess:
         """SIGKILL the process and every descendant, also those that left its group."""
         if self._leaf is not None and self._cgroups is not None:
             self._cgroups.kill(self._leaf)
+            if not self.exited:
+                # Right after the spawn the child may still be in the helper that moves it
+                # into the leaf: cgroup.kill misses it, its process group does not.
+                with contextlib.suppress(OSError):
+                    os.killpg(self.pid, signal.SIGKILL)
             return
         if not self.exited:
             kill_descendants(self.pid)
