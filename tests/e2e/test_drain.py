@@ -14,7 +14,7 @@ import pytest
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from exec_server_protocol import ErrorCode
 
-from tests.support import http_request, start_params, wait_until
+from tests.support import http_request, start_params, wait_metric, wait_until
 
 READYZ = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -74,36 +74,41 @@ async def test_sigterm_refuses_new_sessions_lets_running_work_finish_then_exits_
     assert b"drained: every process has finished and been read" in s.stderr
 
 
-async def test_a_detached_session_resumes_during_the_drain_and_reads_what_it_missed() -> None:
+async def test_a_detached_session_resumes_during_the_drain_and_reads_what_it_missed(
+    tmp_path: Path,
+) -> None:
+    go = tmp_path / "go"
     async with ServerProcess("--drain-timeout", "30") as s:
         first = await RawClient.connect(s.url)
         await first.handshake()
         session = first.session_id
-        await first.call(
-            "process/start",
-            start_params("job", ["sh", "-c", "read x; echo got $x"], pipeStdin=True),
-        )
+        command = f"while [ ! -e {go} ]; do sleep 0.01; done; echo got it"
+        await first.call("process/start", start_params("job", ["sh", "-c", command]))
         s.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]  # started above
         await wait_readyz(s.url, 503)
-        await first.call(
-            "process/write", {"processId": "job", "chunk": base64.b64encode(b"it\n").decode(),
-                              "writeId": "w1"}
-        )  # fmt: skip
-        await first.aclose()  # detached: the process ends while nobody is attached
+        await first.aclose()
+        await wait_metric(s.url, b"exec_server_sessions_detached 1.0")
+        go.touch()
+        # The process ends while nobody is attached: the drain waits for a read.
+        await wait_metric(s.url, b"exec_server_processes_active 0.0")
 
         again = await RawClient.connect(s.url)
         await again.handshake(resume=session)
-        read = await again.call(
-            "process/read", {"processId": "job", "afterSeq": 0, "waitMs": 10_000}
-        )
-        while not read["closed"]:
+        read = await again.call("process/read", {"processId": "job", "waitMs": 10_000})
+        output = b""
+        while True:
+            output += b"".join(base64.b64decode(c["chunk"]) for c in read["chunks"])
+            if read["closed"]:
+                break
             read = await again.call(
                 "process/read",
                 {"processId": "job", "afterSeq": read["nextSeq"] - 1, "waitMs": 10_000},
             )
+        assert output == b"got it\n"
         assert read["exitCode"] == 0
         assert await wait_exit(s) == 0
     assert_clean(s)
+    assert b"drained: every process has finished and been read" in s.stderr
 
 
 async def test_a_second_sigterm_stops_at_once_and_kills_what_runs(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import http_request, start_params
+from tests.support import http_request, start_params, wait_metric
 
 TOKEN = "metrics-s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -166,7 +166,8 @@ async def test_metrics_count_connections_requests_processes_sessions_limits_and_
         # Detach, drain, resume: the drain's refusals and the session states show.
         session = c.session_id
         await c.aclose()
-        await c.closed
+        auth = f"Authorization: Bearer {TOKEN}\r\n".encode()
+        await wait_metric(s.url, b"exec_server_sessions_detached 1.0", headers=auth)
         s.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]  # started above
         async with asyncio.timeout(10):
             while (await http_request(s.url, b"GET /readyz HTTP/1.1\r\n\r\n"))[0] != 503:  # noqa: ASYNC110 - no event to await in another process
