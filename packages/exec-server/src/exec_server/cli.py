@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
     )
+    _add_quota_arguments(p)
     auth = p.add_argument_group("authentication (WebSocket only; /readyz and /livez need none)")
     auth.add_argument(
         "--ws-auth",
@@ -261,6 +262,57 @@ def build_parser() -> argparse.ArgumentParser:
         "to start; with it, it logs a warning at start",
     )
     return p
+
+
+_QUOTAS = (
+    # flag, default, what it bounds
+    ("--max-sessions", 256, "sessions on the server, attached or detached"),
+    ("--max-processes", 1024, "running processes on the server"),
+    ("--max-processes-per-session", 256, "running processes in one session"),
+    (
+        "--max-retained-bytes",
+        1 << 30,
+        "output retained by every process of the server; over it, closed processes' output is "
+        "evicted first, then the oldest output of the process writing",
+    ),
+    (
+        "--max-session-retained-bytes",
+        128 << 20,
+        "the same for the processes of one session",
+    ),
+    ("--max-fs-handles", 128, "open fs/open handles in one session"),
+)
+
+
+def _add_quota_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "quotas (a request over one is refused with -32011 naming the flag; the server keeps "
+        "serving everything else)"
+    )
+    for flag, default, what in _QUOTAS:
+        group.add_argument(
+            flag, type=int, default=default, metavar="N", help=f"{what}. Default: %(default)s"
+        )
+    group.add_argument(
+        "--cgroup-pids-max",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pids.max of each command's cgroup (tasks of its whole tree). Off by default: it "
+        "needs the pids controller enabled for the server's cgroup subtree, which a server "
+        "that itself lives in its home cgroup cannot do (cgroup v2 lets no cgroup with "
+        "processes hand controllers to its children): run the server in a delegated cgroup "
+        "of its own (systemd Delegate=yes) or at the root. The server refuses to start when "
+        "it cannot apply it",
+    )
+    group.add_argument(
+        "--cgroup-memory-max",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="memory.max of each command's cgroup (the kernel OOM-kills inside that command "
+        "only). Off by default, for the reason given for --cgroup-pids-max",
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -326,7 +378,12 @@ def _raise_fd_limit() -> None:
 
 
 async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
-    server = Server(config)
+    try:
+        server = Server(config)
+    except OSError as exc:  # the cgroup limits asked for cannot be applied
+        print(f"exec-server: cannot apply --cgroup-pids-max/--cgroup-memory-max: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     server.install_child_reaper()
     loop = asyncio.get_running_loop()
     AcceptErrorHandler().install(loop)
@@ -423,6 +480,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if args.handshake_timeout <= 0:
         parser.error("--handshake-timeout must be positive")
+    for flag, _, _ in _QUOTAS:
+        if getattr(args, flag[2:].replace("-", "_")) < 1:
+            parser.error(f"{flag} must be at least 1")
+    for flag in ("--cgroup-pids-max", "--cgroup-memory-max"):
+        limit = getattr(args, flag[2:].replace("-", "_"))
+        if limit is not None and limit < 1:
+            parser.error(f"{flag} must be at least 1")
     if args.drain_timeout < 0:
         parser.error("--drain-timeout must not be negative")
     if args.max_handshakes < 1 or args.max_handshakes_per_address < 1:
@@ -457,6 +521,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_handshakes=args.max_handshakes,
         max_handshakes_per_address=args.max_handshakes_per_address,
         drain_timeout=args.drain_timeout,
+        max_sessions=args.max_sessions,
+        max_processes=args.max_processes,
+        max_processes_per_session=args.max_processes_per_session,
+        max_retained_bytes=args.max_retained_bytes,
+        max_session_retained_bytes=args.max_session_retained_bytes,
+        max_fs_handles=args.max_fs_handles,
+        cgroup_pids_max=args.cgroup_pids_max,
+        cgroup_memory_max=args.cgroup_memory_max,
     )
     _raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):

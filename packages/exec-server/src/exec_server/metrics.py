@@ -59,9 +59,16 @@ LIMITS = frozenset(
         "requests_in_flight",
         "read_file_size",
         "read_directory_entries",
+        # Quotas, named after their flags.
+        "max_sessions",
+        "max_processes",
+        "max_processes_per_session",
+        "max_retained_bytes",
+        "max_session_retained_bytes",
+        "max_fs_handles",
     }
 )
-"""Names :meth:`Metrics.limit_hit` accepts (the quotas add theirs with :meth:`add_limits`)."""
+"""Names :meth:`Metrics.limit_hit` accepts."""
 
 _ERROR_CLASSES = {int(code): code.name.lower() for code in ErrorCode}
 _DURATION_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -152,12 +159,6 @@ class Metrics:
             self.limits_hit.labels(limit)
         for result in PROCESS_RESULTS:
             self.processes_finished.labels(result)
-
-    def add_limits(self, *names: str) -> None:
-        """Declare more limit names (each shows as 0 until hit)."""
-        for name in names:
-            self._limits.add(name)
-            self.limits_hit.labels(name)
 
     def limit_hit(self, name: str) -> None:
         """A limit refused something. Raises KeyError for an undeclared name (a bug)."""

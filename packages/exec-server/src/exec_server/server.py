@@ -22,6 +22,7 @@ every session has closed and its end has reached the client; the caller then shu
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import inspect
 import logging
@@ -46,7 +47,7 @@ from exec_server_protocol.process import (
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
 
 from .environment import environment_info
-from .exceptions import RpcError, invalid_params, invalid_request
+from .exceptions import QuotaExceeded, RpcError, invalid_params, invalid_request
 from .metrics import METRICS, error_class, method_label
 from .processes import (
     CgroupManager,
@@ -96,6 +97,16 @@ class ServerConfig:
     max_handshakes_per_address: int = 128
     drain_timeout: float = 30.0
     """Seconds a drain waits for processes to finish and be read before the shutdown."""
+    max_sessions: int = 256
+    max_processes: int = 1024
+    max_processes_per_session: int = 256
+    max_retained_bytes: int = 1 << 30
+    max_session_retained_bytes: int = 128 << 20
+    max_fs_handles: int = 128
+    """Open ``fs/open`` handles per session."""
+    cgroup_pids_max: int | None = None
+    cgroup_memory_max: int | None = None
+    """``pids.max`` / ``memory.max`` of each command's cgroup (None: unlimited)."""
 
 
 class SessionRuntime:
@@ -112,6 +123,7 @@ class SessionRuntime:
             attached=lambda: self.connection is not None,
         )
         self._stop_grace = server.config.stop_grace
+        self._max_fs_handles = server.config.max_fs_handles
         self._fs: Any = None
 
     def emit(self, *parts: bytes) -> None:
@@ -127,7 +139,7 @@ class SessionRuntime:
         if self._fs is None:
             from .fs import FsService
 
-            self._fs = FsService(notify=self.notify)
+            self._fs = FsService(notify=self.notify, max_handles=self._max_fs_handles)
         return self._fs
 
     async def aclose(self) -> None:
@@ -213,6 +225,8 @@ class ClientConnection:
             self.send(encode_result(d.request_id, out))
         else:
             result = error_class(error_code(exc))
+            if isinstance(exc, QuotaExceeded):
+                METRICS.limit_hit(exc.limit)
             self.send(error_frame(d.request_id, exc))
         METRICS.request_answered(d.spec.name, result, time.perf_counter() - started)
 
@@ -291,6 +305,17 @@ class Server:
         self.registry: SessionRegistry[ClientConnection] = SessionRegistry(self.config.session_ttl)
         self.runtimes: dict[str, SessionRuntime] = {}
         cgroups = CgroupManager.create() if self.config.use_cgroups else None
+        if self.config.cgroup_pids_max is not None or self.config.cgroup_memory_max is not None:
+            if cgroups is None:
+                raise OSError(errno.ENOTSUP, "no usable cgroup v2 for per-command limits")
+            try:
+                cgroups.set_limits(
+                    pids_max=self.config.cgroup_pids_max,
+                    memory_max=self.config.cgroup_memory_max,
+                )
+            except OSError:
+                cgroups.aclose()
+                raise
         if cgroups is None:
             log.warning(
                 "no usable cgroup v2: tree kill of unsandboxed commands is best effort (process "
@@ -303,6 +328,10 @@ class Server:
             retention_bytes=self.config.retention_bytes,
             closed_retention_s=self.config.closed_retention_s,
             cgroups=cgroups,
+            max_processes=self.config.max_processes,
+            max_processes_per_session=self.config.max_processes_per_session,
+            max_retained_bytes=self.config.max_retained_bytes,
+            max_session_retained_bytes=self.config.max_session_retained_bytes,
         )
         self.process_config.on_settled = self._settled
         METRICS.observe_state(
@@ -458,6 +487,11 @@ class Server:
                     ErrorCode.SERVER_DRAINING,
                     "server is draining (shutting down): no new sessions; retry on another "
                     "server or after its restart",
+                )
+            if len(self.registry) >= self.config.max_sessions:
+                raise QuotaExceeded(
+                    f"--max-sessions {self.config.max_sessions}",
+                    f"the server has {len(self.registry)} sessions (attached or detached)",
                 )
             record = self.registry.create(conn)
             runtime = SessionRuntime(self, record)

@@ -207,6 +207,7 @@ class ManagedProcess:
         retention_bytes: output retained for `process/read`.
         sandboxed: whether the denial heuristic applies.
         on_closed: called once after `process/closed` was emitted.
+        on_retained: ``(process, delta)`` after output changed the bytes its ring retains.
         denial_check: ``(exit_code, output) -> bool``, the sandbox denial heuristic.
     """
 
@@ -220,6 +221,7 @@ class ManagedProcess:
         on_closed: Callable[[ManagedProcess], None] | None = None,
         denial_check: Callable[[int, bytes], bool] | None = None,
         session_id: str = "",
+        on_retained: Callable[[ManagedProcess, int], None] | None = None,
     ) -> None:
         self.process_id = process_id
         self._emit = emit
@@ -227,6 +229,7 @@ class ManagedProcess:
         self.ring = OutputRing(retention_bytes)
         self.sandboxed = sandboxed
         self._on_closed = on_closed
+        self._on_retained = on_retained
         self._denial_check = denial_check
         self._session_id = session_id
         self._prefix = (
@@ -379,7 +382,10 @@ class ManagedProcess:
             self._on_eof(fd)
 
     def _record_output(self, stream: str, b64: bytes, size: int) -> None:
+        before = self.ring.size
         seq = self.ring.append_encoded(stream, b64, size)
+        if self._on_retained is not None:
+            self._on_retained(self, self.ring.size - before)
         self._emit(self._prefix, str(seq).encode(), _STREAM_PARTS[stream], b64, b'"}}')
         self._wake()
 
