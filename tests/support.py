@@ -131,3 +131,16 @@ def self_signed_certificate(directory: Path, name: str) -> Certificate:
     key_file.write_bytes(key_pem)
     der = cert.public_bytes(serialization.Encoding.DER)
     return Certificate(str(cert_file), str(key_file), pem, der, key_pem)
+
+
+async def wait_metric(url: str, sample: bytes, *, headers: bytes = b"") -> None:
+    """Wait until a scrape of the server's /metrics has the line ``sample`` (server state that
+    no event of ours reports, such as a session detached after its connection closed)."""
+
+    async def shown() -> bool:
+        _, body = await http_request(url, b"GET /metrics HTTP/1.1\r\n" + headers + b"\r\n")
+        return sample in body.splitlines()
+
+    async with asyncio.timeout(10):
+        while not await shown():  # noqa: ASYNC110 - the server's state has no event we can await
+            await asyncio.sleep(0.01)

@@ -43,7 +43,7 @@ def sync_url(tmp_path: Path) -> Iterator[str]:
         assert url.startswith("ws://"), log_path.read_text(errors="replace")
         yield url
     finally:
-        server.send_signal(signal.SIGTERM)
+        server.send_signal(signal.SIGINT)  # at once (SIGTERM would drain)
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -36,7 +36,7 @@ ALL = [BASE, GVISOR, AGENT_SANDBOX]
 WITH_STATEFULSET = [BASE, GVISOR]
 
 PORT = 8765
-DRAIN_TIMEOUT = 30  # the planned default of --drain-timeout
+DRAIN_TIMEOUT = 30  # the default of --drain-timeout
 EXECUTOR_LABELS = {
     "app.kubernetes.io/name": "exec-server",
     "app.kubernetes.io/component": "executor",

@@ -25,7 +25,7 @@ SERVER_PATH = {
     SYSTEM_UNIT: "/opt/exec-server/bin/exec-server",
     USER_UNIT: "%h/.local/share/exec-server/bin/exec-server",
 }
-DRAIN_TIMEOUT = 30  # the planned default of --drain-timeout
+DRAIN_TIMEOUT = 30  # the default of --drain-timeout
 
 SYSTEM_HARDENING = {
     "NoNewPrivileges": "yes",

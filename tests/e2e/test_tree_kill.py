@@ -80,7 +80,7 @@ async def test_terminate_after_exit_still_kills_background_children(
 
 
 async def test_server_shutdown_kills_every_process_it_started(tmp_path: Path) -> None:
-    s = ServerProcess()
+    s = ServerProcess("--drain-timeout", "0")  # SIGTERM without a drain: the old shutdown
     await s.start()
     c = await RawClient.connect(s.url)
     await c.handshake()
@@ -134,7 +134,7 @@ async def test_the_server_survives_when_a_child_closes_its_outputs_early(client:
 
 
 async def test_server_shutdown_with_a_live_tty_process_is_clean(tmp_path: Path) -> None:
-    s = ServerProcess()
+    s = ServerProcess("--drain-timeout", "0")
     await s.start()
     c = await RawClient.connect(s.url)
     await c.handshake()
@@ -145,7 +145,7 @@ async def test_server_shutdown_with_a_live_tty_process_is_clean(tmp_path: Path) 
 
 
 async def test_shutdown_escalates_hup_for_ttys_then_term_then_kill(tmp_path: Path) -> None:
-    s = ServerProcess("--stop-grace", "0.3")
+    s = ServerProcess("--stop-grace", "0.3", "--drain-timeout", "0")
     await s.start()
     c = await RawClient.connect(s.url)
     await c.handshake()

@@ -59,6 +59,12 @@ class ErrorCode(enum.IntEnum):
     """OS, spawn and internal failures."""
     NOT_FOUND = -32004
     """Filesystem not-found and unknown file handle."""
+    SERVER_DRAINING = -32010
+    """The server is draining (shutting down): it creates no new session. Retryable, on
+    another server or after a restart; resuming an existing session still works."""
+    QUOTA_EXCEEDED = -32011
+    """A quota refused the request (the message names the limit and its flag); retryable
+    once what holds the quota is gone."""
 
 
 class ErrorObject(msgspec.Struct):

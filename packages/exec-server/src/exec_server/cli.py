@@ -1,9 +1,10 @@
 """`exec-server`: run the server.
 
 The bound URL (``ws://IP:PORT``, ``wss://`` with ``--tls-cert``) is the first line on stdout;
-logs go to stderr, one line per event with the session and process ids. SIGINT/SIGTERM shut
-down cleanly and kill every process the server started; with TLS, SIGHUP reloads the
-certificate and key.
+logs go to stderr, one line per event with the session and process ids. SIGTERM drains a
+WebSocket server first (see ``--drain-timeout``); SIGINT, a second SIGTERM, and SIGTERM on stdio
+shut down at once. Either way the shutdown is clean and kills every process the server started.
+With TLS, SIGHUP reloads the certificate and key.
 """
 
 from __future__ import annotations
@@ -223,10 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
         "closed at accept. Default: %(default)s",
     )
     p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM, drain before the shutdown: /readyz answers 503 and new sessions are "
+        "refused, while existing sessions (resumes included) keep working until their "
+        "processes have exited and been read, or for at most this long. 0: shut down at once. "
+        "A second SIGTERM, or SIGINT, stops at once. Default: %(default)s",
+    )
+    p.add_argument(
         "--no-cgroups",
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
     )
+    _add_quota_arguments(p)
     auth = p.add_argument_group("authentication (WebSocket only; /readyz and /livez need none)")
     auth.add_argument(
         "--ws-auth",
@@ -266,6 +278,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tls.add_argument("--tls-key", metavar="FILE", help="the PEM private key (unencrypted)")
     return p
+
+
+_QUOTAS = (
+    # flag, default, what it bounds
+    ("--max-sessions", 256, "sessions on the server, attached or detached"),
+    ("--max-processes", 1024, "running processes on the server"),
+    ("--max-processes-per-session", 256, "running processes in one session"),
+    (
+        "--max-retained-bytes",
+        1 << 30,
+        "output retained by every process of the server; over it, closed processes' output is "
+        "evicted first, then the oldest output of the process writing",
+    ),
+    (
+        "--max-session-retained-bytes",
+        128 << 20,
+        "the same for the processes of one session",
+    ),
+    ("--max-fs-handles", 128, "open fs/open handles in one session"),
+)
+
+
+def _add_quota_arguments(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "quotas (a request over one is refused with -32011 naming the flag; the server keeps "
+        "serving everything else)"
+    )
+    for flag, default, what in _QUOTAS:
+        group.add_argument(
+            flag, type=int, default=default, metavar="N", help=f"{what}. Default: %(default)s"
+        )
+    group.add_argument(
+        "--cgroup-pids-max",
+        type=int,
+        default=None,
+        metavar="N",
+        help="pids.max of each command's cgroup (tasks of its whole tree). Off by default: it "
+        "needs the pids controller enabled for the server's cgroup subtree, which a server "
+        "that itself lives in its home cgroup cannot do (cgroup v2 lets no cgroup with "
+        "processes hand controllers to its children): run the server in a delegated cgroup "
+        "of its own (systemd Delegate=yes) or at the root. The server refuses to start when "
+        "it cannot apply it",
+    )
+    group.add_argument(
+        "--cgroup-memory-max",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="memory.max of each command's cgroup (the kernel OOM-kills inside that command "
+        "only). Off by default, for the reason given for --cgroup-pids-max",
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -358,18 +421,31 @@ def _reload_tls(tls: TlsCertificate) -> None:
 
 
 async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
-    server = Server(config)
+    try:
+        server = Server(config)
+    except OSError as exc:  # the cgroup limits asked for cannot be applied
+        print(f"exec-server: cannot apply --cgroup-pids-max/--cgroup-memory-max: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     server.install_child_reaper()
     loop = asyncio.get_running_loop()
     AcceptErrorHandler().install(loop)
-    stop = loop.create_future()
+    stop = loop.create_future()  # shut down now
+    drain = loop.create_future()  # drain, then shut down
+    can_drain = args.listen_address is not None and config.drain_timeout > 0
 
     def request_stop() -> None:
         if not stop.done():
             stop.set_result(None)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, request_stop)
+    def request_drain() -> None:
+        if can_drain and not drain.done():
+            drain.set_result(None)
+        else:
+            request_stop()
+
+    loop.add_signal_handler(signal.SIGINT, request_stop)
+    loop.add_signal_handler(signal.SIGTERM, request_drain)
     try:
         if args.listen_address is None:
             serving = asyncio.ensure_future(
@@ -407,10 +483,26 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
                     port,
                 )
             server.log_sandbox_layers()
-            await stop
+            await asyncio.wait({stop, drain}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop.done():
+                await _drain(server, stop, config.drain_timeout)
     finally:
         await server.aclose()
     return 0
+
+
+async def _drain(server: Server, stop: asyncio.Future[None], timeout: float) -> None:
+    """Drain ``server`` until it is drained, ``timeout`` passes or ``stop`` is resolved."""
+    logger = logging.getLogger("exec_server")
+    server.start_drain()
+    drained = asyncio.ensure_future(server.wait_drained())
+    await asyncio.wait({drained, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if drained.done():
+        logger.info("drained: every process has finished and been read")
+    else:
+        drained.cancel()
+        reason = "stop requested" if stop.done() else f"--drain-timeout {timeout:g} s passed"
+        logger.info("drain cut short (%s): stopping what is left", reason)
 
 
 def _listen_address(value: str) -> tuple[str, int] | None:
@@ -438,6 +530,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     tls = _tls_certificate(args, parser)
     if args.handshake_timeout <= 0:
         parser.error("--handshake-timeout must be positive")
+    for flag, _, _ in _QUOTAS:
+        if getattr(args, flag[2:].replace("-", "_")) < 1:
+            parser.error(f"{flag} must be at least 1")
+    for flag in ("--cgroup-pids-max", "--cgroup-memory-max"):
+        limit = getattr(args, flag[2:].replace("-", "_"))
+        if limit is not None and limit < 1:
+            parser.error(f"{flag} must be at least 1")
+    if args.drain_timeout < 0:
+        parser.error("--drain-timeout must not be negative")
     if args.max_handshakes < 1 or args.max_handshakes_per_address < 1:
         parser.error("--max-handshakes and --max-handshakes-per-address must be at least 1")
     exposed = _unauthenticated_exposure(args)
@@ -470,6 +571,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_handshakes=args.max_handshakes,
         max_handshakes_per_address=args.max_handshakes_per_address,
         tls=tls,
+        drain_timeout=args.drain_timeout,
+        max_sessions=args.max_sessions,
+        max_processes=args.max_processes,
+        max_processes_per_session=args.max_processes_per_session,
+        max_retained_bytes=args.max_retained_bytes,
+        max_session_retained_bytes=args.max_session_retained_bytes,
+        max_fs_handles=args.max_fs_handles,
+        cgroup_pids_max=args.cgroup_pids_max,
+        cgroup_memory_max=args.cgroup_memory_max,
     )
     _raise_fd_limit()
     with contextlib.suppress(KeyboardInterrupt):

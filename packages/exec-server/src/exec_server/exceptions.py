@@ -2,6 +2,7 @@
 
     ExecServerError
     ├── RpcError(code, message)      a JSON-RPC error: handlers raise it, it goes on the wire as is
+    │   ├── QuotaExceeded(limit, ..) (server) a quota refused the request: -32011, counted by limit
     │   └── RemoteError              (client) the server answered a request with this error
     ├── SandboxUnavailable           the host cannot enforce the requested sandbox: refuse, never
     │                                run unsandboxed (server answers -32603)
@@ -22,6 +23,7 @@ __all__ = [
     "ConnectionLost",
     "ExecServerError",
     "OutputLost",
+    "QuotaExceeded",
     "RemoteError",
     "RpcError",
     "SandboxDenied",
@@ -49,6 +51,18 @@ class RpcError(ExecServerError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code}, {self.message!r})"
+
+
+class QuotaExceeded(RpcError):
+    """A quota refused the request (-32011); the message names the limit and its flag.
+
+    Attributes:
+        limit: the quota's metric name (its flag without the dashes: ``max_sessions``).
+    """
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(ErrorCode.QUOTA_EXCEEDED, f"quota exceeded: {message} ({flag})")
+        self.limit = flag.split()[0].lstrip("-").replace("-", "_")
 
 
 class RemoteError(RpcError):

@@ -35,7 +35,7 @@ from exec_server_protocol import (
 
 from .exceptions import RpcError, SandboxUnavailable
 
-__all__ = ["Dispatch", "HandshakeState", "Ignored", "Reply", "RpcPeer", "error_frame"]
+__all__ = ["Dispatch", "HandshakeState", "Ignored", "Reply", "RpcPeer", "error_code", "error_frame"]
 
 log = logging.getLogger("exec_server.rpc")
 
@@ -60,6 +60,10 @@ class Reply:
     """Answer at once with this frame (an error)."""
 
     frame: bytes
+    method: str | None = None
+    """The request's method (None: the frame was no request)."""
+    code: int = ErrorCode.INVALID_REQUEST
+    """The error's code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,11 @@ class Ignored:
     """Nothing to do (a notification or a client-sent response)."""
 
     what: str
+
+
+def error_code(exc: BaseException) -> int:
+    """The code :func:`error_frame` answers ``exc`` with."""
+    return exc.code if isinstance(exc, RpcError) else ErrorCode.INTERNAL_ERROR
 
 
 def error_frame(request_id: RequestId, exc: BaseException) -> bytes:
@@ -107,7 +116,7 @@ class RpcPeer:
             return Ignored("response")
         assert isinstance(msg, InvalidMessage)
         err = msg.error
-        return Reply(encode_error(-1, err.code, err.message))
+        return Reply(encode_error(-1, err.code, err.message), None, err.code)
 
     def _request(self, msg: IncomingRequest) -> Dispatch | Reply:
         spec = self._methods.get(msg.method)
@@ -117,16 +126,22 @@ class RpcPeer:
                     msg.id,
                     ErrorCode.METHOD_NOT_FOUND,
                     f"exec-server does not implement `{msg.method}`",
-                )
+                ),
+                msg.method,
+                ErrorCode.METHOD_NOT_FOUND,
             )
         try:
             params = decode_params(msg.params, spec.params)
         except ParamsError as exc:
             text = str(exc) if exc.bare else f"invalid params: {exc}"
-            return Reply(encode_error(msg.id, exc.code, text))
+            return Reply(encode_error(msg.id, exc.code, text), msg.method, exc.code)
         problem = self._handshake_problem(spec)
         if problem is not None:
-            return Reply(encode_error(msg.id, ErrorCode.INVALID_REQUEST, problem))
+            return Reply(
+                encode_error(msg.id, ErrorCode.INVALID_REQUEST, problem),
+                msg.method,
+                ErrorCode.INVALID_REQUEST,
+            )
         return Dispatch(msg.id, spec, params)
 
     def _handshake_problem(self, spec: MethodSpec) -> str | None:

@@ -12,11 +12,17 @@ transport stops handing over messages until one finishes); the methods whose rep
 large (:data:`BIG_REPLY_METHODS`) run at most :data:`MAX_BIG_REPLIES_IN_FLIGHT` at a time and
 start only while the send buffer is below its high-water mark (the transport itself stops
 delivering messages while it is above).
+
+Drain (:meth:`Server.start_drain`, on SIGTERM): ``/readyz`` answers 503 and ``initialize``
+without a resumable session is refused with :data:`ErrorCode.SERVER_DRAINING`; everything else,
+resuming included, keeps working. :meth:`Server.wait_drained` returns once every process of
+every session has closed and its end has reached the client; the caller then shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import inspect
 import logging
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pybase64
-from exec_server_protocol import EmptyResult, encode_notification, encode_result
+from exec_server_protocol import EmptyResult, ErrorCode, encode_notification, encode_result
 from exec_server_protocol.process import (
     ReadParams,
     ResizeParams,
@@ -43,7 +49,8 @@ from exec_server_protocol.session import EnvironmentInfo, InitializeParams, Init
 from .audit import ProcessAudit
 from .auth import ANONYMOUS, Principal
 from .environment import environment_info
-from .exceptions import invalid_params, invalid_request
+from .exceptions import QuotaExceeded, RpcError, invalid_params, invalid_request
+from .metrics import METRICS, error_class, method_label
 from .processes import (
     CgroupManager,
     OrphanReaper,
@@ -52,8 +59,8 @@ from .processes import (
     make_subreaper,
     reset_inherited_signal_state,
 )
-from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_frame
-from .sessions import NotOwner, SessionRecord, SessionRegistry, UnknownSession
+from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_code, error_frame
+from .sessions import NotOwner, SessionRecord, SessionRegistry, SessionState, UnknownSession
 from .transport import TlsCertificate
 from .transport.base import FrameSink
 from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
@@ -93,6 +100,18 @@ class ServerConfig:
     max_handshakes_per_address: int = 128
     tls: TlsCertificate | None = None
     """Serve WebSocket connections over TLS with this certificate (``wss://``)."""
+    drain_timeout: float = 30.0
+    """Seconds a drain waits for processes to finish and be read before the shutdown."""
+    max_sessions: int = 256
+    max_processes: int = 1024
+    max_processes_per_session: int = 256
+    max_retained_bytes: int = 1 << 30
+    max_session_retained_bytes: int = 128 << 20
+    max_fs_handles: int = 128
+    """Open ``fs/open`` handles per session."""
+    cgroup_pids_max: int | None = None
+    cgroup_memory_max: int | None = None
+    """``pids.max`` / ``memory.max`` of each command's cgroup (None: unlimited)."""
 
 
 class SessionRuntime:
@@ -104,9 +123,15 @@ class SessionRuntime:
         self.record = record
         self.id = record.id
         self.connection: ClientConnection | None = None
-        self.processes = ProcessTable(server.process_config, self.emit, record.id)
+        self.processes = ProcessTable(
+            server.process_config,
+            self.emit,
+            record.id,
+            attached=lambda: self.connection is not None,
+        )
         self.audit = ProcessAudit(record.id, principal)
         self._stop_grace = server.config.stop_grace
+        self._max_fs_handles = server.config.max_fs_handles
         self._fs: Any = None
 
     def emit(self, *parts: bytes) -> None:
@@ -123,7 +148,7 @@ class SessionRuntime:
         if self._fs is None:
             from .fs import FsService
 
-            self._fs = FsService(notify=self.notify)
+            self._fs = FsService(notify=self.notify, max_handles=self._max_fs_handles)
         return self._fs
 
     async def aclose(self) -> None:
@@ -163,15 +188,19 @@ class ClientConnection:
         self._writable.set()
         self._big_replies = asyncio.Semaphore(MAX_BIG_REPLIES_IN_FLIGHT)
         self._reading_paused = False
+        METRICS.connections.inc()
+        METRICS.connections_active.inc()
 
     # ---------------------------------------------------------------- MessageHandler
 
     def on_message(self, frame: bytes) -> None:
+        METRICS.received_bytes.inc(len(frame))
         action = self.peer.receive(frame)
         if isinstance(action, Dispatch):
             self._dispatch(action)
         elif isinstance(action, Reply):
-            self.sink.send(action.frame)
+            METRICS.request_answered(method_label(action.method), error_class(action.code), 0.0)
+            self.send(action.frame)
         else:
             assert isinstance(action, Ignored)
 
@@ -179,6 +208,7 @@ class ClientConnection:
         if self._closed:
             return
         self._closed = True
+        METRICS.connections_active.dec()
         for task in self._tasks:
             task.cancel()
         session = self.session
@@ -204,9 +234,23 @@ class ClientConnection:
 
     def send(self, *parts: bytes) -> None:
         if not self._closed:
+            METRICS.sent_bytes.inc(sum(map(len, parts)))
             self.sink.send(*parts)
 
+    def _answer(self, d: Dispatch, started: float, out: Any, exc: BaseException | None) -> None:
+        """Send the result ``out`` of ``d`` or its error ``exc``, and count the request."""
+        if exc is None:
+            result = "ok"
+            self.send(encode_result(d.request_id, out))
+        else:
+            result = error_class(error_code(exc))
+            if isinstance(exc, QuotaExceeded):
+                METRICS.limit_hit(exc.limit)
+            self.send(error_frame(d.request_id, exc))
+        METRICS.request_answered(d.spec.name, result, time.perf_counter() - started)
+
     def _dispatch(self, d: Dispatch) -> None:
+        started = time.perf_counter()
         handler = HANDLERS[d.spec.name]
         if d.spec.name in BIG_REPLY_METHODS:
             out: Any = self._big_reply(handler, d.params)
@@ -214,17 +258,18 @@ class ClientConnection:
             try:
                 out = handler(self, d.params)
             except Exception as exc:
-                self.send(error_frame(d.request_id, exc))
+                self._answer(d, started, None, exc)
                 return
         if inspect.isawaitable(out):
             task = asyncio.ensure_future(out)
             self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._finish, d.request_id))
+            task.add_done_callback(functools.partial(self._finish, d, started))
             if len(self._tasks) >= MAX_REQUESTS_IN_FLIGHT and not self._reading_paused:
                 self._reading_paused = True
+                METRICS.limit_hit("requests_in_flight")
                 self.sink.pause_reading()
         else:
-            self.send(encode_result(d.request_id, out))
+            self._answer(d, started, out, None)
 
     async def _big_reply(self, handler: Handler, params: Any) -> Any:
         """Run ``handler`` once a big-reply slot is free and the send buffer has room."""
@@ -233,7 +278,7 @@ class ClientConnection:
             out = handler(self, params)
             return (await out) if inspect.isawaitable(out) else out
 
-    def _finish(self, request_id: Any, task: asyncio.Future[Any]) -> None:
+    def _finish(self, d: Dispatch, started: float, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if self._reading_paused and len(self._tasks) < MAX_REQUESTS_IN_FLIGHT:
             self._reading_paused = False
@@ -241,10 +286,7 @@ class ClientConnection:
         if task.cancelled():
             return  # the connection went away
         exc = task.exception()
-        if exc is not None:
-            self.send(error_frame(request_id, exc))
-        else:
-            self.send(encode_result(request_id, task.result()))
+        self._answer(d, started, None if exc is not None else task.result(), exc)
 
     # ---------------------------------------------------------------- session
 
@@ -282,6 +324,17 @@ class Server:
         self.registry: SessionRegistry[ClientConnection] = SessionRegistry(self.config.session_ttl)
         self.runtimes: dict[str, SessionRuntime] = {}
         cgroups = CgroupManager.create() if self.config.use_cgroups else None
+        if self.config.cgroup_pids_max is not None or self.config.cgroup_memory_max is not None:
+            if cgroups is None:
+                raise OSError(errno.ENOTSUP, "no usable cgroup v2 for per-command limits")
+            try:
+                cgroups.set_limits(
+                    pids_max=self.config.cgroup_pids_max,
+                    memory_max=self.config.cgroup_memory_max,
+                )
+            except OSError:
+                cgroups.aclose()
+                raise
         if cgroups is None:
             log.warning(
                 "no usable cgroup v2: tree kill of unsandboxed commands is best effort (process "
@@ -291,7 +344,19 @@ class Server:
             retention_bytes=self.config.retention_bytes,
             closed_retention_s=self.config.closed_retention_s,
             cgroups=cgroups,
+            max_processes=self.config.max_processes,
+            max_processes_per_session=self.config.max_processes_per_session,
+            max_retained_bytes=self.config.max_retained_bytes,
+            max_session_retained_bytes=self.config.max_session_retained_bytes,
         )
+        self.process_config.on_settled = self._settled
+        METRICS.observe_state(
+            processes=lambda: len(self.process_config.live_pids),
+            attached=lambda: self._sessions_in(SessionState.ATTACHED),
+            detached=lambda: self._sessions_in(SessionState.DETACHED),
+        )
+        self.draining = False
+        self._drain_progress = asyncio.Event()
         self._info: EnvironmentInfo | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Future[Any]] = set()
@@ -306,6 +371,34 @@ class Server:
         from . import sandbox
 
         log.info(sandbox.describe())
+
+    @property
+    def ready(self) -> bool:
+        """What ``/readyz`` reports: False once draining."""
+        return not self.draining
+
+    def _sessions_in(self, state: SessionState) -> int:
+        return sum(1 for r in self.registry.sessions() if r.state is state)
+
+    def start_drain(self) -> None:
+        """Refuse new sessions from now on (see the module docstring)."""
+        if not self.draining:
+            self.draining = True
+            log.info("draining: new sessions are refused; waiting for running processes")
+
+    def drained(self) -> bool:
+        """No session has a process that is running or whose end the client has not read."""
+        return all(rt.processes.settled for rt in self.runtimes.values())
+
+    async def wait_drained(self) -> None:
+        """Return once :meth:`drained` (the caller bounds the wait)."""
+        while not self.drained():
+            self._drain_progress.clear()
+            await self._drain_progress.wait()
+
+    def _settled(self) -> None:
+        # Processes closed, were read or went away, or a session did: re-check the drain.
+        self._drain_progress.set()
 
     @property
     def info(self) -> EnvironmentInfo:
@@ -345,6 +438,8 @@ class Server:
             handshake_timeout=self.config.handshake_timeout,
             max_handshakes=self.config.max_handshakes,
             max_handshakes_per_address=self.config.max_handshakes_per_address,
+            ready=lambda: self.ready,
+            metrics=METRICS.render,
         )
         tls = self.config.tls
         server = await serve_websocket(
@@ -368,6 +463,7 @@ class Server:
             self.registry.close(session.record)
             self.runtimes.pop(session.id, None)
             self.background(asyncio.ensure_future(session.aclose()))
+            self._settled()
             return
         record = self.registry.detach(session.id, conn, time.monotonic())
         if record is not None:
@@ -393,6 +489,7 @@ class Server:
             log.info("session expired", extra={"session_id": record.id})
             if runtime is not None:
                 self.background(asyncio.ensure_future(runtime.aclose()))
+        self._settled()
         self._schedule_expiry()
 
     def initialize(self, conn: ClientConnection, p: InitializeParams) -> InitializeResult:
@@ -422,6 +519,17 @@ class Server:
                 log.info("session resumed", extra={"session_id": record.id})
             self._schedule_expiry()
         else:
+            if self.draining:
+                raise RpcError(
+                    ErrorCode.SERVER_DRAINING,
+                    "server is draining (shutting down): no new sessions; retry on another "
+                    "server or after its restart",
+                )
+            if len(self.registry) >= self.config.max_sessions:
+                raise QuotaExceeded(
+                    f"--max-sessions {self.config.max_sessions}",
+                    f"the server has {len(self.registry)} sessions (attached or detached)",
+                )
             record = self.registry.create(conn, owner=conn.principal)
             runtime = SessionRuntime(self, record, conn.principal)
             self.runtimes[record.id] = runtime
@@ -486,7 +594,7 @@ def _process_read(conn: ClientConnection, p: ReadParams) -> Any:
     after = p.after_seq or 0
     if p.wait_ms and p.wait_ms > 0 and not proc.ready_for(after):
         return table.read(p.process_id, after, p.max_bytes, p.wait_ms, conn.interrupted)
-    return proc.snapshot(after, p.max_bytes)
+    return table.snapshot(proc, after, p.max_bytes)
 
 
 def _process_write(conn: ClientConnection, p: WriteParams) -> Any:

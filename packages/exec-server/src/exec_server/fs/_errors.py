@@ -21,6 +21,7 @@ from ..exceptions import RpcError, internal_error, invalid_params, invalid_reque
 
 __all__ = [
     "FsFailure",
+    "FsLimitExceeded",
     "decode_base64",
     "display_path",
     "os_error_text",
@@ -42,6 +43,23 @@ class FsFailure(Exception):
 
     def to_rpc(self) -> RpcError:
         return RpcError(self.code, self.message)
+
+
+class FsLimitExceeded(FsFailure):
+    """A refusal by one of the fixed fs limits; ``limit`` names it for the metrics."""
+
+    def __init__(self, code: int, message: str, limit: str) -> None:
+        Exception.__init__(self, code, message, limit)  # args rebuild it when unpickled
+        self.code = int(code)
+        self.message = message
+        self.limit = limit
+
+    def to_rpc(self) -> RpcError:
+        # Imported here: sandboxed fs workers load this module but never translate errors.
+        from ..metrics import METRICS
+
+        METRICS.limit_hit(self.limit)
+        return super().to_rpc()
 
 
 def os_error_text(exc: OSError) -> str:

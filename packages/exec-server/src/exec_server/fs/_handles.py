@@ -58,6 +58,11 @@ class HandleTable:
     def __len__(self) -> int:
         return len(self._handles)
 
+    @property
+    def count(self) -> int:
+        """Handles open or being opened."""
+        return len(self._handles) + len(self._reserved)
+
     def reserve(self, handle_id: HandleId) -> None:
         """Claim ``handle_id`` while its file is being opened.
 

@@ -19,7 +19,7 @@ import threading
 from exec_server_protocol import ErrorCode
 from exec_server_protocol.fs import DirectoryEntry, Metadata
 
-from ._errors import FsFailure, display_path
+from ._errors import FsFailure, FsLimitExceeded, display_path
 
 __all__ = [
     "MAX_READ_DIRECTORY_ENTRIES",
@@ -70,9 +70,10 @@ def _refuse_shared_inode(path: str) -> None:
 
 
 def _file_too_large() -> FsFailure:
-    return FsFailure(
+    return FsLimitExceeded(
         ErrorCode.INVALID_REQUEST,
         f"file is too large to read: limit is {MAX_READ_FILE_BYTES} bytes",
+        "read_file_size",
     )
 
 
@@ -196,10 +197,11 @@ def read_directory(path: str) -> list[DirectoryEntry]:
         for entry in it:
             if len(entries) == MAX_READ_DIRECTORY_ENTRIES:
                 count = len(entries) + 1 + sum(1 for _ in it)
-                raise FsFailure(
+                raise FsLimitExceeded(
                     ErrorCode.INTERNAL_ERROR,
                     f"fs/readDirectory returned {count} entries; "
                     f"limit is {MAX_READ_DIRECTORY_ENTRIES}",
+                    "read_directory_entries",
                 )
             try:
                 st = entry.stat(follow_symlinks=True)

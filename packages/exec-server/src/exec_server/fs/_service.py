@@ -54,7 +54,13 @@ from exec_server_protocol.fs import (
 )
 from exec_server_protocol.sandbox import SandboxIntent
 
-from ..exceptions import RpcError, internal_error, invalid_params, invalid_request
+from ..exceptions import (
+    QuotaExceeded,
+    RpcError,
+    internal_error,
+    invalid_params,
+    invalid_request,
+)
 from . import _ops
 from ._errors import FsFailure, decode_base64, os_error_to_rpc, parse_fs_path
 from ._handles import Handle, HandleTable, check_handle_id
@@ -87,9 +93,12 @@ class FsService:
         watch_interval: seconds between two polls of a ``fs/watchMissing`` watch.
     """
 
-    def __init__(self, *, notify: Notify, watch_interval: float = 0.25) -> None:
+    def __init__(
+        self, *, notify: Notify, watch_interval: float = 0.25, max_handles: int = 128
+    ) -> None:
         self._notify = notify
         self._handles = HandleTable()
+        self._max_handles = max_handles
         self._watches = Watches(on_appeared=self._watch_fired, interval=watch_interval)
         self._closed = False
 
@@ -209,6 +218,11 @@ class FsService:
         path = parse_fs_path(p.path)
         self._check_open()
         replace = p.mode == "replace"
+        if self._handles.count >= self._max_handles:
+            raise QuotaExceeded(
+                f"--max-fs-handles {self._max_handles}",
+                f"this session has {self._handles.count} open file handles",
+            )
         self._handles.reserve(handle_id)
         try:
             expected: tuple[int, int] | None = None

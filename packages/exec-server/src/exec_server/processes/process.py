@@ -40,6 +40,7 @@ from exec_server_protocol.process import (
 )
 
 from ..exceptions import invalid_request
+from ..metrics import METRICS
 from . import spawn_helper as _helper
 from .env import resolve_program
 from .ring import OutputRing
@@ -209,6 +210,7 @@ class ManagedProcess:
         retention_bytes: output retained for `process/read`.
         sandboxed: whether the denial heuristic applies.
         on_closed: called once after `process/closed` was emitted.
+        on_retained: ``(process, delta)`` after output changed the bytes its ring retains.
         denial_check: ``(exit_code, output) -> bool``, the sandbox denial heuristic.
     """
 
@@ -222,6 +224,7 @@ class ManagedProcess:
         on_closed: Callable[[ManagedProcess], None] | None = None,
         denial_check: Callable[[int, bytes], bool] | None = None,
         session_id: str = "",
+        on_retained: Callable[[ManagedProcess, int], None] | None = None,
     ) -> None:
         self.process_id = process_id
         self._emit = emit
@@ -229,6 +232,7 @@ class ManagedProcess:
         self.ring = OutputRing(retention_bytes)
         self.sandboxed = sandboxed
         self._on_closed = on_closed
+        self._on_retained = on_retained
         self._denial_check = denial_check
         self._session_id = session_id
         self._prefix = (
@@ -381,7 +385,10 @@ class ManagedProcess:
             self._on_eof(fd)
 
     def _record_output(self, stream: str, b64: bytes, size: int) -> None:
+        before = self.ring.size
         seq = self.ring.append_encoded(stream, b64, size)
+        if self._on_retained is not None:
+            self._on_retained(self, self.ring.size - before)
         self._emit(self._prefix, str(seq).encode(), _STREAM_PARTS[stream], b64, b'"}}')
         self._wake()
 
@@ -474,6 +481,9 @@ class ManagedProcess:
         code = self._exit_pending[0]
         self.exited = True
         self.exit_code = code
+        METRICS.process_finished(
+            "signaled" if self.signal_name else "exited", time.monotonic() - self._started_at
+        )
         if self.sandboxed and code != 0 and self._denial_check is not None:
             self.sandbox_denied = self._denial_check(code, self.ring.all_output())
         self.exit_seq = self.ring.next()

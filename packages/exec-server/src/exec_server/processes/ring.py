@@ -55,6 +55,32 @@ class OutputRing:
         return self._next_seq
 
     @property
+    def size(self) -> int:
+        """Raw bytes retained."""
+        return self._size
+
+    def evict_oldest(self, nbytes: int) -> int:
+        """Evict whole oldest chunks (never the newest) until ``nbytes`` are freed or one
+        chunk is left; returns the bytes freed."""
+        freed = 0
+        while freed < nbytes and len(self._chunks) > 1:
+            old = self._chunks.popleft()
+            self._size -= old.size
+            self._evicted_through = old.seq
+            freed += old.size
+        return freed
+
+    def evict_all(self) -> int:
+        """Evict every chunk (the process is closed and its output is wanted elsewhere);
+        returns the bytes freed. Seqs stay as they were."""
+        freed = self._size
+        if self._chunks:
+            self._evicted_through = self._chunks[-1].seq
+            self._chunks.clear()
+            self._size = 0
+        return freed
+
+    @property
     def retained_from_seq(self) -> int:
         """Every output chunk with a seq at or above this is still retained."""
         return self._evicted_through + 1

@@ -1,4 +1,12 @@
-"""The processes of one session: start, look up, retention after close, kill all."""
+"""The processes of one session: start, look up, retention after close, kill all.
+
+Quotas (each refusal is a :class:`QuotaExceeded` naming its flag): running processes per
+session and per server are counted at ``process/start``. Retained output is accounted per
+session and for the whole server on every chunk; over either budget, the output of closed
+processes in that scope goes first (oldest close first), then the oldest output of the process
+that is writing. A ``process/start`` is refused while the running processes of its scope retain
+so much that a new one could not keep its ``--retention-bytes``.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +15,20 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 
-from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_path_uri
+from exec_server_protocol import ErrorCode, InvalidPathUriError, NonLocalHostError, parse_path_uri
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
 
 from ..exceptions import (
+    QuotaExceeded,
     RpcError,
     SandboxUnavailable,
     internal_error,
     invalid_params,
     invalid_request,
 )
+from ..metrics import METRICS
 from .env import build_env, resolve_executable
 from .process import Emit, ManagedProcess, SpawnSpec, format_os_error
 from .tree import CgroupManager
@@ -36,12 +47,27 @@ class ProcessConfig:
         retention_bytes: int = 1 << 20,
         closed_retention_s: float = 80.0,
         cgroups: CgroupManager | None = None,
+        max_processes: int = 1024,
+        max_processes_per_session: int = 256,
+        max_retained_bytes: int = 1 << 30,
+        max_session_retained_bytes: int = 128 << 20,
     ) -> None:
+        self.max_processes = max_processes
+        self.max_processes_per_session = max_processes_per_session
+        self.max_retained_bytes = max_retained_bytes
+        self.max_session_retained_bytes = max_session_retained_bytes
+        self.retained = 0
+        """Output bytes retained by every process of the server."""
+        self.closed_retained: dict[ManagedProcess, ProcessTable] = {}
+        """Closed processes that still retain output, oldest close first."""
         self.retention_bytes = retention_bytes
         self.closed_retention_s = closed_retention_s
         self.cgroups = cgroups
         self.live_pids: set[int] = set()
         """Pids reaped by their ManagedProcess (the orphan reaper leaves them alone)."""
+        self.on_settled: Callable[[], None] | None = None
+        """Called when a table may have become :attr:`ProcessTable.settled` (a process closed,
+        its end was read, or it was forgotten); the server's drain waits on it."""
 
 
 class ProcessTable:
@@ -51,15 +77,29 @@ class ProcessTable:
         config: shared settings.
         emit: sends a notification frame to the session's current connection, if any.
         session_id: for logs.
+        attached: whether ``emit`` reaches a connection now (default: always). A process that
+            closes while it does not stays *unread* until a ``process/read`` reports it closed.
     """
 
-    def __init__(self, config: ProcessConfig, emit: Emit, session_id: str) -> None:
+    def __init__(
+        self,
+        config: ProcessConfig,
+        emit: Emit,
+        session_id: str,
+        *,
+        attached: Callable[[], bool] | None = None,
+    ) -> None:
         self._config = config
         self._emit = emit
         self._session_id = session_id
+        self._attached = attached
         self._procs: dict[str, ManagedProcess] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._paused = False
+        self._unread: set[str] = set()
+        self._running = 0
+        self.retained = 0
+        """Output bytes retained by this session's processes."""
 
     def __len__(self) -> int:
         return len(self._procs)
@@ -69,6 +109,25 @@ class ProcessTable:
 
     def get(self, process_id: str) -> ManagedProcess | None:
         return self._procs.get(process_id)
+
+    @property
+    def settled(self) -> bool:
+        """Every process has closed and its end reached the client (a notification sent while
+        attached, or a ``process/read`` that reported it closed)."""
+        return not self._unread and all(p.closed for p in self._procs.values())
+
+    def snapshot(self, proc: ManagedProcess, after_seq: int, max_bytes: int | None) -> ReadResult:
+        """``proc``'s output after ``after_seq`` as ``process/read`` answers it; a result that
+        reports the process closed marks its end as read."""
+        result = proc.snapshot(after_seq, max_bytes)
+        if result.closed and proc.process_id in self._unread:
+            self._unread.discard(proc.process_id)
+            self._notify_settled()
+        return result
+
+    def _notify_settled(self) -> None:
+        if self._config.on_settled is not None:
+            self._config.on_settled()
 
     def require(self, process_id: str) -> ManagedProcess:
         proc = self._procs.get(process_id)
@@ -81,9 +140,12 @@ class ProcessTable:
         leaf = cgroups.new_leaf() if cgroups is not None else None
         try:
             return self._start(p, cgroups, leaf)
-        except BaseException:
+        except BaseException as exc:
             if cgroups is not None and leaf is not None:
                 cgroups.discard_leaf(leaf)
+            if not isinstance(exc, RpcError) or exc.code == ErrorCode.INTERNAL_ERROR:
+                # Not a refusal of the request (bad params, a quota): the spawn failed.
+                METRICS.process_finished("failed_to_start", 0.0)
             raise
 
     def _start(
@@ -102,6 +164,7 @@ class ProcessTable:
             raise invalid_params(str(exc)) from exc
         if p.process_id in self._procs:
             raise invalid_request(f"process {p.process_id} already exists")
+        self._check_quotas()
         env = build_env(p.env, p.env_policy)
         argv = list(p.argv)
         rows, cols = (p.pty_size.rows, p.pty_size.cols) if p.pty_size else (24, 80)
@@ -168,12 +231,14 @@ class ProcessTable:
             on_closed=self._on_closed,
             denial_check=denial_check,
             session_id=self._session_id,
+            on_retained=self._on_retained,
         )
         try:
             proc.spawn(spec, cgroups, leaf)
         except OSError as exc:
             raise internal_error(format_os_error(exc)) from exc
         self._procs[p.process_id] = proc
+        self._running += 1
         self._config.live_pids.add(proc.pid)
         if self._paused:
             proc.pause_reading()
@@ -189,6 +254,74 @@ class ProcessTable:
             },
         )
         return StartResult(process_id=p.process_id, sandbox_type=sandbox_type)  # type: ignore[arg-type]  # validated by the sandbox module
+
+    def _check_quotas(self) -> None:
+        cfg = self._config
+        if self._running >= cfg.max_processes_per_session:
+            raise QuotaExceeded(
+                f"--max-processes-per-session {cfg.max_processes_per_session}",
+                f"this session has {self._running} running processes",
+            )
+        if len(cfg.live_pids) >= cfg.max_processes:
+            raise QuotaExceeded(
+                f"--max-processes {cfg.max_processes}",
+                f"the server has {len(cfg.live_pids)} running processes",
+            )
+        for session_scope, flag, limit in (
+            (True, "--max-session-retained-bytes", cfg.max_session_retained_bytes),
+            (False, "--max-retained-bytes", cfg.max_retained_bytes),
+        ):
+            room = cfg.retention_bytes
+            if self._over(session_scope, limit - room) > 0:
+                self._evict_closed(session_scope, limit - room)
+            used = self.retained if session_scope else cfg.retained
+            if used + room > limit:
+                where = "this session's" if session_scope else "the server's"
+                raise QuotaExceeded(
+                    f"{flag} {limit}",
+                    f"{where} running processes retain {used} bytes of output: no room for "
+                    f"another process's {room} (--retention-bytes)",
+                )
+
+    # ---------------------------------------------------------------- retained output
+
+    def _over(self, session_scope: bool, limit: int) -> int:
+        return (self.retained if session_scope else self._config.retained) - limit
+
+    def _account(self, delta: int) -> None:
+        self.retained += delta
+        self._config.retained += delta
+
+    def _on_retained(self, proc: ManagedProcess, delta: int) -> None:
+        """``proc`` retains ``delta`` more bytes: enforce both budgets."""
+        self._account(delta)
+        cfg = self._config
+        for session_scope, name, limit in (
+            (True, "max_session_retained_bytes", cfg.max_session_retained_bytes),
+            (False, "max_retained_bytes", cfg.max_retained_bytes),
+        ):
+            if self._over(session_scope, limit) <= 0:
+                continue
+            METRICS.limit_hit(name)
+            self._evict_closed(session_scope, limit)
+            over = self._over(session_scope, limit)
+            if over > 0:
+                self._account(-proc.ring.evict_oldest(over))
+
+    def _evict_closed(self, session_scope: bool, limit: int) -> None:
+        """Drop closed processes' output in the scope, oldest close first, until within
+        ``limit`` (a read then reports it evicted through ``retainedFromSeq``)."""
+        for proc, table in list(self._config.closed_retained.items()):
+            if self._over(session_scope, limit) <= 0:
+                return
+            if session_scope and table is not self:
+                continue
+            table._drop_retained(proc, evict=True)
+
+    def _drop_retained(self, proc: ManagedProcess, *, evict: bool) -> None:
+        """Stop accounting ``proc``'s output (evicting it when ``evict``)."""
+        self._config.closed_retained.pop(proc, None)
+        self._account(-(proc.ring.evict_all() if evict else proc.ring.size))
 
     @staticmethod
     def _resolve(program: str, env: dict[str, str]) -> str:
@@ -216,20 +349,31 @@ class ProcessTable:
             if interrupted is not None and interrupted.done():
                 raise invalid_request("session has been resumed by another connection")
             proc = self._procs.get(process_id, proc)
-        return proc.snapshot(after, max_bytes)
+        return self.snapshot(proc, after, max_bytes)
 
     def _on_closed(self, proc: ManagedProcess) -> None:
         self._config.live_pids.discard(proc.pid)
+        if self._procs.get(proc.process_id) is not proc:
+            return  # forgotten already (kill_all)
+        self._running -= 1
+        if proc.ring.size:
+            self._config.closed_retained[proc] = self
+        if self._attached is not None and not self._attached():
+            self._unread.add(proc.process_id)
         loop = asyncio.get_running_loop()
         self._timers[proc.process_id] = loop.call_later(
             self._config.closed_retention_s, self._expire, proc.process_id
         )
+        self._notify_settled()
 
     def _expire(self, process_id: str) -> None:
         self._timers.pop(process_id, None)
         proc = self._procs.pop(process_id, None)
+        self._unread.discard(process_id)
         if proc is not None:
+            self._drop_retained(proc, evict=False)
             proc.release()
+        self._notify_settled()
 
     def pause_reading(self) -> None:
         """Stop pumping output (the connection is congested); new processes start paused."""
@@ -266,6 +410,10 @@ class ProcessTable:
         self._timers.clear()
         procs = list(self._procs.values())
         self._procs.clear()
+        self._unread.clear()
+        self._running = 0
+        for proc in procs:
+            self._drop_retained(proc, evict=False)
         for proc in procs:
             proc.kill_tree()
         for proc in procs:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import itertools
 import logging
@@ -148,6 +149,7 @@ class CgroupManager:
         self._counter = itertools.count(1)
         self._stale: set[str] = set()
         self._private_mount: str | None = None
+        self._limits: dict[str, str] = {}
 
     @property
     def base(self) -> str:
@@ -193,11 +195,51 @@ class CgroupManager:
         log.info("tree kill through cgroup tree %s", base)
         return manager
 
+    def set_limits(self, *, pids_max: int | None, memory_max: int | None) -> None:
+        """Give every leaf made from now on ``pids.max`` / ``memory.max`` (None: no limit).
+
+        The controllers must be enabled in ``cgroup.subtree_control`` of our home cgroup and of
+        our tree. cgroup v2 refuses that for a cgroup that holds processes (other than the
+        root), such as the home of a server that was started in it: the server needs a
+        delegated cgroup of its own whose processes live in a child.
+
+        Raises:
+            OSError: a controller is not available or cannot be enabled (the message says
+                which and where).
+        """
+        limits = {"pids.max": pids_max, "memory.max": memory_max}
+        wanted = [name.split(".")[0] for name, value in limits.items() if value is not None]
+        for directory in (self._home, self._base):
+            with open(os.path.join(directory, "cgroup.controllers"), encoding="ascii") as f:
+                available = f.read().split()
+            missing = [c for c in wanted if c not in available]
+            if missing:
+                raise OSError(
+                    errno.ENOTSUP,
+                    f"the {' and '.join(missing)} controller is not available in {directory} "
+                    "(cgroup.controllers): the host does not delegate it to this server",
+                )
+            try:
+                _write(
+                    os.path.join(directory, "cgroup.subtree_control"),
+                    " ".join(f"+{c}" for c in wanted).encode(),
+                )
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    f"cannot enable {' and '.join(wanted)} for the children of {directory}: "
+                    f"{exc.strerror} (a cgroup that holds processes, such as the server's own, "
+                    "cannot hand controllers down)",
+                ) from exc
+        self._limits = {name: str(value) for name, value in limits.items() if value is not None}
+
     def new_leaf(self) -> str:
         if self._stale:
             self._stale = {leaf for leaf in self._stale if not self.remove_leaf(leaf)}
         path = os.path.join(self._base, f"p{next(self._counter)}")
         os.mkdir(path)
+        for name, value in self._limits.items():
+            _write(os.path.join(path, name), value.encode())
         return path
 
     def kill(self, leaf: str) -> None:

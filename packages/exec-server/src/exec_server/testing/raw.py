@@ -70,10 +70,11 @@ class RawClient:
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send(data)
 
-    async def request_raw(
-        self, method: str, params: Any = None, *, id: Any = None, timeout: float = 30
-    ) -> dict[str, Any]:
-        """Send a request and return the whole response object."""
+    async def send_request(
+        self, method: str, params: Any = None, *, id: Any = None
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Send a request; returns the future of its whole response object. Requests sent
+        one after another from one task reach the server in that order."""
         rid = next(self._ids) if id is None else id
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
@@ -81,8 +82,15 @@ class RawClient:
         if params is not None:
             msg["params"] = params
         await self.ws.send(orjson.dumps(msg).decode())
+        return fut
+
+    async def request_raw(
+        self, method: str, params: Any = None, *, id: Any = None, timeout: float = 30
+    ) -> dict[str, Any]:
+        """Send a request and return the whole response object."""
+        fut = await self.send_request(method, params, id=id)
         async with asyncio.timeout(timeout):
-            return await fut  # type: ignore[no-any-return]
+            return await fut
 
     async def call(self, method: str, params: Any = None, *, timeout: float = 30) -> Any:
         resp = await self.request_raw(method, params, timeout=timeout)

@@ -69,7 +69,9 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    async def stop(self, sig: int = signal.SIGTERM) -> int:
+    async def stop(self, sig: int = signal.SIGINT) -> int:
+        """Send ``sig`` and wait (20 s, then SIGKILL) for the exit; returns the exit code.
+        The default, SIGINT, stops at once; SIGTERM drains first (``--drain-timeout``)."""
         proc = self.proc
         if proc is None:
             return 0

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..metrics import METRICS
+
 __all__ = ["AcceptErrorHandler", "HandshakeTracker", "RateLimitedLog"]
 
 log = logging.getLogger("exec_server.transport")
@@ -78,6 +80,7 @@ class HandshakeTracker:
         is reached."""
         current = self._per_address.get(address, 0)
         if current >= self.max_per_address:
+            METRICS.limit_hit("max_handshakes_per_address")
             self._refusals(
                 logging.WARNING,
                 "per-address",
@@ -88,6 +91,7 @@ class HandshakeTracker:
             )
             return False
         if self.total >= self.max_total:
+            METRICS.limit_hit("max_handshakes")
             self._refusals(
                 logging.WARNING,
                 "total",

@@ -1,9 +1,11 @@
 """WebSocket transport on the sans-I/O ``websockets`` protocol, plus the plain HTTP routes.
 
-Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` (ready to serve) and ``/livez`` (the process
-is alive) → 200 with an empty body, no auth; any request
-with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; the WebSocket
-upgrade on ``/`` (after the auth check) → 101; anything else → 404. Inbound messages above
+Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` (ready to serve; 503 while the policy's
+``ready()`` says no, e.g. draining) and ``/livez`` (the process is alive) → 200 with an empty
+body, no auth; any request
+with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; ``GET /metrics``
+(after the auth check) → 200 with the policy's exposition; the WebSocket upgrade on ``/`` (after
+the auth check) → 101; anything else → 404. Inbound messages above
 ``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
 With an ``ssl_context`` the listener speaks only TLS (``wss://``, and ``https://`` for the
 routes); the TLS handshake must also finish within ``handshake_timeout``.
@@ -48,6 +50,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..auth import ANONYMOUS, Principal
+from ..metrics import METRICS
 from ._limits import HandshakeTracker
 from ._messages import MessageAssembler
 from .base import MessageHandler
@@ -85,13 +88,24 @@ class HttpPolicy:
     max_handshakes_per_address: int = 128
     """Connections in the handshake at once from one peer address. A handshake takes about a
     millisecond, so this only binds a burst of connects or peers that stall."""
+    ready: Callable[[], bool] | None = None
+    """Whether ``/readyz`` answers 200 (None: always)."""
+    metrics: Callable[[], tuple[bytes, str]] | None = None
+    """``GET /metrics``: the body and its content type (None: 404). Authenticated like the
+    upgrade."""
 
 
-def _response(status: int, reason: str, body: bytes = b"", head_only: bool = False) -> bytes:
+def _response(
+    status: int,
+    reason: str,
+    body: bytes = b"",
+    head_only: bool = False,
+    content_type: str = "text/plain; charset=utf-8",
+) -> bytes:
     lines = [
         f"HTTP/1.1 {status} {reason}",
         f"Content-Length: {len(body)}",
-        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Type: {content_type}",
         "Connection: close",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else body)
@@ -171,6 +185,7 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _handshake_expired(self) -> None:
         self._handshake_timer = None
+        METRICS.limit_hit("handshake_timeout")
         log.debug("handshake deadline passed for %s; closing", self.peer)
         self._handshake_over()
         self._closed = True
@@ -250,9 +265,16 @@ class WebSocketConnection(asyncio.Protocol):
             self._http_reply(_response(403, "Forbidden", b"cross-origin requests are refused\n"))
             return
         if path in ("/readyz", "/livez") and method in ("GET", "HEAD"):
+            ready = self._policy.ready
+            if path == "/readyz" and ready is not None and not ready():
+                self._http_reply(
+                    _response(503, "Service Unavailable", b"draining\n", method == "HEAD")
+                )
+                return
             self._http_reply(_response(200, "OK", head_only=method == "HEAD"))
             return
-        if path != "/" or method != "GET":
+        metrics = self._policy.metrics if path == "/metrics" and method == "GET" else None
+        if (path != "/" or method != "GET") and metrics is None:
             self._http_reply(
                 _response(404, "Not Found", b"not found\n", head_only=method == "HEAD")
             )
@@ -263,6 +285,10 @@ class WebSocketConnection(asyncio.Protocol):
                 self._http_reply(_response(401, "Unauthorized", (problem + "\n").encode()))
                 return
             self.principal = self._policy.authenticate.principal(headers.get("Authorization"))
+        if metrics is not None:
+            body, content_type = metrics()
+            self._http_reply(_response(200, "OK", body, content_type=content_type))
+            return
         proto = ServerProtocol(max_size=self._policy.max_message_size, logger=log)
         self._proto = proto
         # Everything read so far, frames sent right behind the request included: the protocol
