@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import sys
@@ -446,3 +447,24 @@ async def test_process_ids_with_quotes_and_unicode_survive_the_notification_path
     result = await client.collect(pid)
     assert result["stdout"] == b"hi\n"
     assert all(e["params"]["processId"] == pid for e in result["events"])
+
+
+async def test_a_burst_of_1000_short_commands_is_served_without_a_traceback(
+    server: ServerProcess,
+) -> None:
+    # Hundreds of SIGCHLD at once overflow asyncio's signal wakeup socket; Python would print a
+    # traceback for each one (the server fixture fails the test on any traceback in the log).
+    # Four sessions of 250: the per-session quota is 256 running processes.
+    clients = [await RawClient.connect(server.url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(c.handshake() for c in clients))
+        ids = [f"burst{i}" for i in range(250)]
+        await asyncio.gather(
+            *(c.call("process/start", start_params(i, ["true"])) for c in clients for i in ids)
+        )
+        for c in clients:
+            for process_id in ids:
+                assert (await c.collect(process_id, timeout=60))["exit"]["exitCode"] == 0
+    finally:
+        for c in clients:
+            await c.aclose()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
-from .server import Server, ServerConfig
+from .server import Server, ServerConfig, add_signal_handler
 from .transport import AcceptErrorHandler, TlsCertificate
 from .transport.stdio import serve_stdio
 
@@ -444,8 +444,8 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
         else:
             request_stop()
 
-    loop.add_signal_handler(signal.SIGINT, request_stop)
-    loop.add_signal_handler(signal.SIGTERM, request_drain)
+    add_signal_handler(signal.SIGINT, request_stop)
+    add_signal_handler(signal.SIGTERM, request_drain)
     try:
         if args.listen_address is None:
             serving = asyncio.ensure_future(
@@ -469,7 +469,7 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
             shown = f"[{host}]" if ":" in host else host
             scheme = "ws" if config.tls is None else "wss"
             if config.tls is not None:
-                loop.add_signal_handler(signal.SIGHUP, _reload_tls, config.tls)
+                add_signal_handler(signal.SIGHUP, _reload_tls, config.tls)
             sys.stdout.write(f"{scheme}://{shown}:{port}\n")
             sys.stdout.flush()
             logger = logging.getLogger("exec_server")

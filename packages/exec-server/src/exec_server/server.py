@@ -316,6 +316,21 @@ class ClientConnection:
         return self._taken_over
 
 
+def add_signal_handler(sig: int, callback: Callable[..., object], *args: object) -> None:
+    """``loop.add_signal_handler`` without the traceback a signal storm prints.
+
+    asyncio wakes its loop through a small socket per signal: thousands of SIGCHLD in a burst
+    fill it, and Python then prints a traceback per signal ("Exception ignored when trying to
+    write to the signal wakeup fd"). A full buffer loses nothing (the loop is woken already and
+    the handlers still run): the fd stays, the warning goes. (asyncio sets the fd again, with
+    the warning, each time a handler is added: hence this wrapper for every handler.)
+    """
+    asyncio.get_running_loop().add_signal_handler(sig, callback, *args)
+    wakeup = signal.set_wakeup_fd(-1)
+    if wakeup != -1:
+        signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
+
+
 class Server:
     """An exec-server instance (one per listening endpoint)."""
 
@@ -417,7 +432,7 @@ class Server:
         if ignored:
             log.info("children get default handling of inherited ignored signals: %s", ignored)
         if self._subreaper:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._schedule_reap)
+            add_signal_handler(signal.SIGCHLD, self._schedule_reap)
 
     def _schedule_reap(self) -> None:
         # Every exit raises SIGCHLD; one sweep shortly after a burst reaps every adopted orphan
