@@ -34,6 +34,7 @@ from typing import Any
 
 import pybase64
 from exec_server_protocol import EmptyResult, ErrorCode, encode_notification, encode_result
+from exec_server_protocol.fs import ReadDirectoryResult, ReadFileResult, WalkResult
 from exec_server_protocol.process import (
     ReadParams,
     ResizeParams,
@@ -241,7 +242,7 @@ class ClientConnection:
         """Send the result ``out`` of ``d`` or its error ``exc``, and count the request."""
         if exc is None:
             result = "ok"
-            self.send(encode_result(d.request_id, out))
+            self.send(out.frame if isinstance(out, _Encoded) else encode_result(d.request_id, out))
         else:
             result = error_class(error_code(exc))
             if isinstance(exc, QuotaExceeded):
@@ -253,7 +254,7 @@ class ClientConnection:
         started = time.perf_counter()
         handler = HANDLERS[d.spec.name]
         if d.spec.name in BIG_REPLY_METHODS:
-            out: Any = self._big_reply(handler, d.params)
+            out: Any = self._big_reply(d, handler)
         else:
             try:
                 out = handler(self, d.params)
@@ -271,12 +272,18 @@ class ClientConnection:
         else:
             self._answer(d, started, out, None)
 
-    async def _big_reply(self, handler: Handler, params: Any) -> Any:
-        """Run ``handler`` once a big-reply slot is free and the send buffer has room."""
+    async def _big_reply(self, d: Dispatch, handler: Handler) -> Any:
+        """Run ``handler`` once a big-reply slot is free and the send buffer has room; a large
+        result is encoded in a worker thread (a 512 MiB file is seconds of JSON and base64
+        work that would otherwise hold every other connection up)."""
         async with self._big_replies:
             await self._writable.wait()
-            out = handler(self, params)
-            return (await out) if inspect.isawaitable(out) else out
+            out = handler(self, d.params)
+            if inspect.isawaitable(out):
+                out = await out
+            if _is_large(out):
+                return _Encoded(await asyncio.to_thread(encode_result, d.request_id, out))
+            return out
 
     def _finish(self, d: Dispatch, started: float, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
@@ -314,6 +321,28 @@ class ClientConnection:
     @property
     def interrupted(self) -> asyncio.Future[None]:
         return self._taken_over
+
+
+class _Encoded:
+    """A reply already encoded (off the event loop)."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: bytes) -> None:
+        self.frame = frame
+
+
+_LARGE_BYTES = 1 << 20
+_LARGE_ENTRIES = 10_000
+
+
+def _is_large(out: Any) -> bool:
+    """Whether encoding ``out`` is worth a trip to a worker thread."""
+    if isinstance(out, ReadFileResult):
+        return len(out.data_base64) > _LARGE_BYTES
+    if isinstance(out, (ReadDirectoryResult, WalkResult)):
+        return len(out.entries) > _LARGE_ENTRIES
+    return False
 
 
 def add_signal_handler(sig: int, callback: Callable[..., object], *args: object) -> None:

@@ -135,7 +135,11 @@ class FsService:
     async def read_file(self, p: ReadFileParams) -> ReadFileResult:
         path = parse_fs_path(p.path)
         data = await self._run(p.sandbox, _ops.read_file, path)
-        encoded = pybase64.b64encode(data)
+        if len(data) > _ENCODE_ON_LOOP_BELOW:
+            # Hundreds of MiB take the event loop for a second: encode where it waits for us.
+            encoded = await asyncio.to_thread(pybase64.b64encode, data)
+        else:
+            encoded = pybase64.b64encode(data)
         del data  # a file can be 512 MiB: hold at most two forms of it at a time
         return ReadFileResult(data_base64=encoded.decode("ascii"))
 
@@ -367,6 +371,10 @@ class FsService:
         self._closed = True
         self._handles.close_all()
         await self._watches.aclose()
+
+
+_ENCODE_ON_LOOP_BELOW = 1 << 20
+"""Larger file contents are base64-encoded in a worker thread, not on the event loop."""
 
 
 def _closed_error() -> RpcError:
