@@ -1132,10 +1132,14 @@ async def amain(args: argparse.Namespace) -> int:
         res["client_ceiling"] = {"error": str(exc)[:200]}
     log(f"    {json.dumps(res['client_ceiling'])}")
     log("ours")
+    # The 500-sleeper case runs 500 processes in one session: above the default per-session
+    # quota (256), which the reference does not have.
+    quotas = ["--max-processes-per-session", "4096", "--max-processes", "8192"]
     ours = Server(
         "ours",
-        [sys.executable, "-m", "exec_server", "--listen", "ws://127.0.0.1:0", *args.ours_arg],
-    )
+        [sys.executable, "-m", "exec_server", "--listen", "ws://127.0.0.1:0", *quotas,
+         *args.ours_arg],
+    )  # fmt: skip
     res["ours"] = await bench_server(ours, sizes, log, scale)
     if ref_bin:
         log("reference")
