@@ -113,12 +113,26 @@ class HandshakeTracker:
             del self._per_address[address]
 
 
+def _is_retry_after_close(context: dict[str, Any]) -> bool:
+    handle = context.get("handle")
+    exc = context.get("exception")
+    callback = getattr(handle, "_callback", None)
+    return (
+        isinstance(exc, ValueError)
+        and getattr(callback, "__name__", "") == "_start_serving"
+        and "Invalid file descriptor: -1" in str(exc)
+    )
+
+
 class AcceptErrorHandler:
     """An event-loop exception handler for servers.
 
     asyncio reports each failed ``accept()`` for lack of resources with a traceback and retries a
     second later, for as long as the shortage lasts. This handler logs one line per
-    ``interval`` instead; every other report goes to the loop's default handler.
+    ``interval`` instead; every other report goes to the loop's default handler. A retry that
+    comes due after the listener was closed (asyncio schedules one per failed accept and does
+    not cancel them at close: "Invalid file descriptor: -1" in ``_start_serving``) is dropped
+    quietly: there is nothing left to serve.
     """
 
     def __init__(self, *, interval: float = 5.0) -> None:
@@ -134,6 +148,9 @@ class AcceptErrorHandler:
                 "--max-handshakes)",
                 exc.strerror or exc,
             )
+            return
+        if _is_retry_after_close(context):
+            log.debug("accept retry after the listener closed: ignored")
             return
         loop.default_exception_handler(context)
 
