@@ -144,3 +144,14 @@ async def wait_metric(url: str, sample: bytes, *, headers: bytes = b"") -> None:
     async with asyncio.timeout(10):
         while not await shown():  # noqa: ASYNC110 - the server's state has no event we can await
             await asyncio.sleep(0.01)
+
+
+# A parent that starts: a plain background child, a setsid'd grandchild and a double-forked
+# daemon (its intermediate exits at once); each writes its pid to a file and sleeps.
+TREE = """
+sleep 300 & echo $! > {d}/plain
+setsid sh -c 'echo $$ > {d}/setsid; exec sleep 300' &
+sh -c 'setsid sh -c "echo \\$\\$ > {d}/daemon; exec sleep 300" & exit 0'
+echo ready
+wait
+"""

@@ -9,17 +9,7 @@ from pathlib import Path
 import psutil
 from exec_server.testing import RawClient, ServerProcess
 
-from tests.support import start_params, wait_until
-
-# A parent that starts: a plain background child, a setsid'd grandchild and a double-forked
-# daemon (its intermediate exits at once); each writes its pid to a file and sleeps.
-TREE = """
-sleep 300 & echo $! > {d}/plain
-setsid sh -c 'echo $$ > {d}/setsid; exec sleep 300' &
-sh -c 'setsid sh -c "echo \\$\\$ > {d}/daemon; exec sleep 300" & exit 0'
-echo ready
-wait
-"""
+from tests.support import TREE, start_params, wait_until
 
 
 def written(path: Path) -> bool:

@@ -21,22 +21,12 @@ from exec_server.testing import RawClient, ServerProcess
 from exec_server.testing.accounts import server_command
 from sandbox_intents import workspace_write
 
-from tests.support import start_params, wait_until
+from tests.support import TREE, start_params, wait_until
 
 NOBODY = 65534
 TIMEOUT = 30
 _OWN_ROOT = [sys.executable, "-m", "exec_server.testing.confine", "--own-root", "--"]
 """Out of a chroot first (a throwaway rootfs refuses user namespaces to chrooted processes)."""
-
-# A parent that starts a plain background child, a setsid'd grandchild and a double-forked
-# daemon; each writes its pid to a file and sleeps.
-TREE = """
-sleep 300 & echo $! > {d}/plain
-setsid sh -c 'echo $$ > {d}/setsid; exec sleep 300' &
-sh -c 'setsid sh -c "echo \\$\\$ > {d}/daemon; exec sleep 300" & exit 0'
-echo ready
-wait
-"""
 
 
 def _alive(pid: int) -> bool:

@@ -37,7 +37,6 @@ from typing import Any, TypeVar
 
 from exec_server_protocol.sandbox import SandboxIntent
 
-from ..exceptions import SandboxUnavailable
 from ..fs import _ops
 from . import _kernel, _probe, _spawn
 from ._landlock import build_ruleset
@@ -66,13 +65,7 @@ async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: A
     if policy is None or not policy.restricts_fs:
         return await asyncio.to_thread(fn, *args)
     fs_policy = replace(policy, network_restricted=False)
-    layers = _probe.layers()
-    if layers.problem is not None:
-        raise SandboxUnavailable(layers.problem)
-    if not fs_policy.read_all and layers.landlock_abi < 1:
-        raise SandboxUnavailable(
-            "sandbox unavailable on this host: restricting reads to some paths needs Landlock"
-        )
+    layers = _probe.layers_for(not fs_policy.read_all)
     try:
         if os.geteuid() == 0:
             return await _in_thread(fs_policy, fn, args)

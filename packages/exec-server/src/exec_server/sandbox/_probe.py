@@ -15,11 +15,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..exceptions import SandboxUnavailable
 from ..processes.spawn_helper import HELPER_ARCH
 from . import _kernel
 from ._seccomp import build_filter
 
-__all__ = ["Layers", "capabilities", "configure", "describe", "layers"]
+__all__ = ["Layers", "capabilities", "configure", "describe", "layers", "layers_for"]
 
 _settings = {"landlock_max_abi": 99}
 
@@ -110,6 +111,23 @@ def layers() -> Layers:
         f"{failures[0]})",
         False, False, True, abi, kernel_abi,
     )  # fmt: skip
+
+
+def layers_for(restricts_reads: bool) -> Layers:
+    """The layers, when they can enforce a policy (reads restricted to some paths or not).
+
+    Raises:
+        SandboxUnavailable: the host cannot (the message says what is missing).
+    """
+    found = layers()
+    if found.problem is not None:
+        raise SandboxUnavailable(found.problem)
+    if restricts_reads and found.landlock_abi < 1:
+        raise SandboxUnavailable(
+            "sandbox unavailable on this host: restricting reads to some paths needs Landlock "
+            "(the kernel offers none)"
+        )
+    return found
 
 
 def describe() -> str:

@@ -110,14 +110,7 @@ def prepare_spawn(
         # linuxSeccomp; only a missing one reports none.
         sandbox_type: SandboxType = "none" if intent is None else "linuxSeccomp"
         return SandboxPlan(child_argv, executable, env, (), sandbox_type)
-    layers = _probe.layers()
-    if layers.problem is not None:
-        raise SandboxUnavailable(layers.problem)
-    if not policy.read_all and layers.landlock_abi < 1:
-        raise SandboxUnavailable(
-            "sandbox unavailable on this host: restricting reads to some paths needs Landlock "
-            "(the kernel offers none)"
-        )
+    layers = _probe.layers_for(not policy.read_all)
     target = resolve_program(argv[0], cwd)
     setup = Setup(policy, layers)
     try:
