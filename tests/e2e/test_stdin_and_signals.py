@@ -231,9 +231,10 @@ async def test_resize_of_a_non_tty_process_is_an_error(client: RawClient) -> Non
 
 
 async def test_interrupt_on_a_tty_reaches_the_foreground_job(client: RawClient) -> None:
-    await client.call(
-        "process/start", start_params("tty", ["sh", "-c", "echo ready; sleep 60"], tty=True)
-    )
+    # "ready" comes from the job itself, once it handles SIGINT: a shell's "echo ready; sleep"
+    # let the signal land between the echo and the fork, where `sh -c` holds it until sleep ends.
+    job = f"{sys.executable} -c 'import time; print(\"ready\", flush=True); time.sleep(60)'"
+    await client.call("process/start", start_params("tty", ["sh", "-c", job], tty=True))
     await client.next_notification("process/output", "tty")
     await client.call("process/signal", {"processId": "tty", "signal": "interrupt"})
     result = await client.collect("tty")
@@ -246,6 +247,15 @@ async def test_close_stdin_on_a_tty_sends_end_of_file(client: RawClient) -> None
     result = await client.collect("tty")
     assert result["exit"]["exitCode"] == 0
     assert b"abc" in result["pty"]
+
+
+async def test_a_tty_process_that_closes_its_terminal_is_not_hung_up(client: RawClient) -> None:
+    # GNU cat closes its stdio before it exits; the server saw EOF on the pty then and closed
+    # the master, which hung the terminal up and killed cat with SIGHUP (about 1 in 50 runs).
+    argv = ["sh", "-c", "exec 0<&- 1>&- 2>&-; sleep 0.1; exit 3"]
+    await client.call("process/start", start_params("closer", argv, tty=True))
+    result = await client.collect("closer")
+    assert (result["exit"]["exitCode"], result["exit"]["signal"]) == (3, None)
 
 
 async def test_children_get_default_signal_handling_even_if_the_server_inherited_ignores() -> None:

@@ -247,6 +247,7 @@ class ManagedProcess:
         self._streams: dict[int, str] = {}  # open output fd -> stream name
         self._paused = False
         self._stdin_fd: int | None = None
+        self._held_master = -1
         self._stdin = StdinState.NONE
         self._write_queue: deque[tuple[memoryview, bool, asyncio.Future[str]]] = deque()
         self._writer_armed = False
@@ -398,7 +399,14 @@ class ManagedProcess:
             # A pty: its master is also the stdin side, and nobody is left to read it.
             self._stdin_gone()
         del self._streams[fd]
-        os.close(fd)
+        if self.tty and self._pidfd >= 0:
+            # Every holder of the terminal closed it (GNU cat closes its stdio before it
+            # exits), but the process still runs: closing the master now would hang the
+            # terminal up and SIGHUP it on its way out. It is closed once the process is
+            # reaped, as a terminal emulator or sshd does.
+            self._held_master = fd
+        else:
+            os.close(fd)
         if not self._streams and self._exit_pending is not None:
             self._record_exit()
         self._maybe_close()
@@ -445,6 +453,7 @@ class ManagedProcess:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         self._pidfd = -1
+        self._close_held_master()
         wall_ms = int((time.monotonic() - self._started_at) * 1000)
         code = os.waitstatus_to_exitcode(status)
         if self._popen is not None:
@@ -765,11 +774,17 @@ class ManagedProcess:
             loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = -1
+        self._close_held_master()
         if self._leaf is not None and self._cgroups is not None:
             self._cgroups.discard_leaf(self._leaf)
             self._leaf = None
         self._run_cleanup()
         self._wake()
+
+    def _close_held_master(self) -> None:
+        fd, self._held_master = self._held_master, -1
+        if fd >= 0:
+            os.close(fd)
 
     def _run_cleanup(self) -> None:
         cleanup, self._cleanup = self._cleanup, None
