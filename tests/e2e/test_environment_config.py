@@ -1,4 +1,4 @@
-"""environmentConfig/read in the reference's shape (PROTOCOL.md §11)."""
+"""environmentConfig/read in the reference's shape (docs/protocol.md §11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""process/start, notifications, seq numbering, exit codes, process/read (PROTOCOL.md §4, §5)."""
+"""process/start, notifications, seq, exit codes, process/read (docs/protocol.md §4, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""process/write, process/signal, process/terminate, process/resize (PROTOCOL.md §6)."""
+"""process/write, process/signal, process/terminate, process/resize (docs/protocol.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Envelope, handshake and HTTP behaviour (PROTOCOL.md §1, §2 basics, §10)."""
+"""Envelope, handshake and HTTP behaviour (docs/protocol.md §1, §2 basics, §10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Whole-tree kill on terminate and shutdown, and no zombies (PROTOCOL.md §6 [ours])."""
+"""Whole-tree kill on terminate and shutdown, and no zombies (docs/protocol.md §6 [ours])."""
 
 from __future__ import annotations
 

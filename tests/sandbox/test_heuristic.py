@@ -1,4 +1,4 @@
-"""The §8 denial heuristic, rule by rule (PROTOCOL.md §8 "Denial heuristic")."""
+"""The §8 denial heuristic, rule by rule (docs/protocol.md §8 "Denial heuristic")."""
 
 from __future__ import annotations
 

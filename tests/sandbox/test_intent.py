@@ -1,4 +1,4 @@
-"""Intent (as Codex sends it, PROTOCOL.md §8) -> the rules the sandbox enforces."""
+"""Intent (as Codex sends it, docs/protocol.md §8) -> the rules the sandbox enforces."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The escape suite through the server (issue 4, acceptance 1).
 
 Each case of ``escape_cases`` is a real child started with ``process/start`` — the intent exactly
-as Codex sends it (PROTOCOL.md §8, docs/reference-notes.md §6.1) — and checked from outside the
+as Codex sends it (docs/protocol.md §8, docs/reference-notes.md §6.1) — and checked from outside the
 sandbox once the server reported ``process/closed``: it is blocked, ``sandboxDenied`` follows the
 §8 heuristic on ``process/exited`` and on later ``process/read``, and the same command started
 with ``sandbox: null`` does escape. Every case runs on pipes; a representative subset also on a

@@ -1,4 +1,4 @@
-"""`fs/*` messages (PROTOCOL.md §9). Every path is a PathUri string."""
+"""`fs/*` messages (docs/protocol.md §9). Every path is a PathUri string."""
 
 from __future__ import annotations
 

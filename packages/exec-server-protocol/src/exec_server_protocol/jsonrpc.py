@@ -1,4 +1,4 @@
-"""JSON-RPC 2.0 envelopes, error codes and the one codec of the protocol (PROTOCOL.md §1).
+"""JSON-RPC 2.0 envelopes, error codes and the one codec of the protocol (docs/protocol.md §1).
 
 What we send never carries a ``"jsonrpc"`` field; on input it is accepted and ignored.
 Decoding is two-stage: the envelope is decoded with ``params``/``result``/``error`` kept raw,

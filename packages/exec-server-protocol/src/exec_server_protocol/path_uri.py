@@ -1,4 +1,4 @@
-"""`file:` URIs, the only form of path on the wire (PROTOCOL.md §7).
+"""`file:` URIs, the only form of path on the wire (docs/protocol.md §7).
 
 Accepted: ``file:///abs``, ``file://localhost/abs``, ``file:/abs``, any-case scheme, ``.`` and
 ``..`` segments (normalised), percent-escapes (decoded).  Rejected: native paths, relative

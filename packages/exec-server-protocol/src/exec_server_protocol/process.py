@@ -1,4 +1,4 @@
-"""`process/*` messages (PROTOCOL.md §4-§6)."""
+"""`process/*` messages (docs/protocol.md §4-§6)."""
 
 from __future__ import annotations
 

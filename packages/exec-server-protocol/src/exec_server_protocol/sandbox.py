@@ -1,4 +1,4 @@
-"""The sandbox *intent* a client sends (PROTOCOL.md §8).
+"""The sandbox *intent* a client sends (docs/protocol.md §8).
 
 The permission objects use snake_case and a ``type`` tag, as Codex's permission profile does;
 the outer object is camelCase. The executor decides how to enforce the intent.

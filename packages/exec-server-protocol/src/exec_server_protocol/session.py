@@ -1,4 +1,4 @@
-"""`initialize`, `environment/info` and `environmentConfig/read` (PROTOCOL.md §2, §3, §11)."""
+"""`initialize`, `environment/info` and `environmentConfig/read` (docs/protocol.md §2, §3, §11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WebSocket upgrade authentication (PROTOCOL.md §10).
+"""WebSocket upgrade authentication (docs/protocol.md §10).
 
 * capability-token: the bearer token must equal a configured secret (given as a file or as the
   hex SHA-256 of the token); compared in constant time on the SHA-256 digests.

@@ -1,4 +1,4 @@
-"""`environment/info` (PROTOCOL.md §3): facts about the executor host, computed once."""
+"""`environment/info` (docs/protocol.md §3): facts about the executor host, computed once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`environmentConfig/read` (PROTOCOL.md §11): the executor host's Codex configuration.
+"""`environmentConfig/read` (docs/protocol.md §11): the executor host's Codex configuration.
 
 Codex asks the executor for parts of *its* Codex config (e.g. ``[["mcp_servers"]]``) so that
 servers configured on the executor can run there. We answer in the reference's shape: one

@@ -1,7 +1,7 @@
 """The JSON-RPC peer without I/O: frame classification, the handshake state machine, and the
 one place where exceptions become wire errors.
 
-Order of checks for a request (PROTOCOL.md §1, §2): unknown method (-32601, also before
+Order of checks for a request (docs/protocol.md §1, §2): unknown method (-32601, also before
 ``initialize``), then params decoding (-32602), then the handshake state (-32600).
 
 Handshake states and transitions (anything else is answered with -32600)::

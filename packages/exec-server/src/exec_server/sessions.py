@@ -1,7 +1,7 @@
 """Session registry: which connection a session is attached to, and when it expires.
 
 No I/O and no clock of its own: callers pass ``now`` (monotonic seconds) and act on what the
-methods return. Rules (PROTOCOL.md §2):
+methods return. Rules (docs/protocol.md §2):
 
 * ``initialize`` without ``resumeSessionId`` creates a session, ATTACHED to the connection.
 * A disconnect DETACHES the session (its processes keep running) and starts a TTL window;

@@ -58,7 +58,7 @@ async def run_with_approval(
     """Run ``argv`` under ``sandbox``; on a denial, ask ``approve`` and maybe rerun unsandboxed.
 
     The command runs to its end (every output event, ``process/closed``). A failure that the
-    server did not report as ``sandboxDenied`` (PROTOCOL.md §8) is returned as it is, without
+    server did not report as ``sandboxDenied`` (docs/protocol.md §8) is returned as it is, without
     asking. The client's ``sandbox_denied_handler`` is not consulted.
 
     Args:

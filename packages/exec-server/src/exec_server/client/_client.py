@@ -337,8 +337,8 @@ class Client:
             tty: run it on a pseudo-terminal (output stream ``"pty"``).
             pipe_stdin: give a non-tty process a stdin pipe (else stdin is /dev/null).
             arg0: what the child sees as argv[0].
-            env_policy: build the environment from the server's (PROTOCOL.md §4).
-            sandbox: the sandbox intent (PROTOCOL.md §8).
+            env_policy: build the environment from the server's (docs/protocol.md §4).
+            sandbox: the sandbox intent (docs/protocol.md §8).
             pty_size: (rows, cols) of the terminal.
             process_id: defaults to a fresh unique id.
 

@@ -1,4 +1,4 @@
-"""The file-system RPCs (``fs/*``, PROTOCOL.md §9): one :class:`FsService` per session."""
+"""The file-system RPCs (``fs/*``, docs/protocol.md §9): one :class:`FsService` per session."""
 
 from ._errors import FsFailure
 from ._service import MAX_BLOCK_LEN, FsService

@@ -1,4 +1,4 @@
-"""Errors of the file-system RPCs, in the reference's codes and texts (PROTOCOL.md §9).
+"""Errors of the file-system RPCs, in the reference's codes and texts (docs/protocol.md §9).
 
 The blocking operations raise either an :class:`OSError` (translated by :func:`os_error_to_rpc`)
 or an :class:`FsFailure` (a refusal with its JSON-RPC code already chosen).  Both pickle, so they

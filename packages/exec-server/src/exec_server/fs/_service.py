@@ -1,4 +1,4 @@
-"""The file-system RPC service of one session (PROTOCOL.md §9).
+"""The file-system RPC service of one session (docs/protocol.md §9).
 
 Validation happens here, on the event loop; every piece of OS work goes through
 :meth:`FsService._run`, which runs it in a worker thread or — when the request carries a sandbox

@@ -1,4 +1,4 @@
-"""Build a child's environment from ``env`` and ``envPolicy`` (PROTOCOL.md §4).
+"""Build a child's environment from ``env`` and ``envPolicy`` (docs/protocol.md §4).
 
 Without a policy the child gets exactly ``env``. With one, the environment starts from the
 *server's* environment filtered by ``inherit`` (``core`` keeps a fixed set of variables;

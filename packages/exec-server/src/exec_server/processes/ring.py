@@ -1,4 +1,4 @@
-"""Retention of a process's output and its event sequence numbers (PROTOCOL.md §5).
+"""Retention of a process's output and its event sequence numbers (docs/protocol.md §5).
 
 Pure data, no I/O. One seq counter per process, starting at 1, is shared by output chunks,
 the exit event and the close event. The newest chunks up to ``limit`` bytes are retained;

@@ -1,4 +1,4 @@
-"""writeId dedupe (PROTOCOL.md §6): the most recent 4096 write ids of a process and the status
+"""writeId dedupe (docs/protocol.md §6): the most recent 4096 write ids of a process and the status
 each got. A repeated id returns the first status and writes nothing; a retry that arrives
 while the first attempt is still in flight shares its outcome."""
 

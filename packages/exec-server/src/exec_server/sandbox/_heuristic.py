@@ -1,4 +1,4 @@
-"""The semantic denial heuristic of PROTOCOL.md §8.
+"""The semantic denial heuristic of docs/protocol.md §8.
 
 Decided once, when the exit of a *sandboxed* process is recorded, over its retained output. The
 caller only asks for sandboxed processes; unsandboxed processes always report ``False``.

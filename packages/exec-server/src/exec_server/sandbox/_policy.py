@@ -1,4 +1,4 @@
-"""Sandbox intent (PROTOCOL.md §8) -> the concrete rules to enforce. No syscalls but path lookups.
+"""Sandbox intent (docs/protocol.md §8) -> the concrete rules to enforce; only path lookups.
 
 Rules of the translation:
 - ``disabled``, ``external`` with network enabled, and ``managed`` with an unrestricted file

@@ -1,6 +1,6 @@
 """The seccomp filter, assembled as classic BPF without a compiler or a binding.
 
-The filter complements Landlock where Landlock has no rule (PROTOCOL.md §8):
+The filter complements Landlock where Landlock has no rule (docs/protocol.md §8):
 
 - any architecture other than the native one (i386 ``int 0x80``, x32) kills the process, so the
   syscall numbers below cannot be sidestepped;

@@ -1,6 +1,6 @@
 """WebSocket transport on the sans-I/O ``websockets`` protocol, plus the plain HTTP routes.
 
-Routes (PROTOCOL.md §1): ``GET|HEAD /readyz`` (ready to serve; 503 while the policy's
+Routes (docs/protocol.md §1): ``GET|HEAD /readyz`` (ready to serve; 503 while the policy's
 ``ready()`` says no, e.g. draining) and ``/livez`` (the process is alive) → 200 with an empty
 body, no auth; any request
 with an ``Origin`` header → 403; more than one ``Authorization`` header → 400; ``GET /metrics``
