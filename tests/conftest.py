@@ -1,27 +1,46 @@
-"""Shared fixtures: a real server in a child process and a connected, initialized client."""
+"""Shared fixtures: a real server in a child process and a connected, initialized client.
+
+``server`` is one server per test module: starting a server costs more than most tests (a
+Python start, and coverage measuring it). Each test gets its own connection and so its own
+session; a test that needs the server to itself (its flags, its log, its pid, server-wide
+counts) starts its own ``ServerProcess``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from exec_server.testing import RawClient, ServerProcess
+from exec_server.testing import RawClient
+
+from tests.support import BackgroundServer
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[ServerProcess]:
-    """A real server; the test fails if the server logged a traceback or a warning."""
-    async with ServerProcess() as s:
-        yield s
-    log = s.stderr.decode(errors="replace")
-    # Shown by pytest only when the test fails ("Captured stdout teardown").
-    print("---- server log (tail) ----\n" + log[-6000:])
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[BackgroundServer]:
+    server = BackgroundServer()
+    yield server
+    server.stop()
+    log = server.stderr.decode(errors="replace")
     assert "Traceback" not in log, log[-4000:]
     assert "Warning:" not in log, log[-4000:]
 
 
 @pytest.fixture
-async def client(server: ServerProcess) -> AsyncIterator[RawClient]:
+def server(module_server: BackgroundServer) -> Iterator[BackgroundServer]:
+    """The module's server; the test fails if the server logged a traceback or a warning
+    while it ran."""
+    start = len(module_server.stderr)
+    yield module_server
+    log = module_server.stderr[start:].decode(errors="replace")
+    # Shown by pytest only when the test fails ("Captured stdout teardown").
+    print("---- server log (this test) ----\n" + log[-6000:])
+    assert "Traceback" not in log, log[-4000:]
+    assert "Warning:" not in log, log[-4000:]
+
+
+@pytest.fixture
+async def client(server: BackgroundServer) -> AsyncIterator[RawClient]:
     c = await RawClient.connect(server.url)
     await c.handshake()
     try:

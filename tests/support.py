@@ -8,7 +8,12 @@ import hashlib
 import hmac
 import json
 import os
+import select
+import signal
 import ssl
+import subprocess
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,3 +160,46 @@ sh -c 'setsid sh -c "echo \\$\\$ > {d}/daemon; exec sleep 300" & exit 0'
 echo ready
 wait
 """
+
+
+class BackgroundServer:
+    """A real server in a child process, started without an event loop, so that one server can
+    serve every test of a module (pytest-asyncio gives each test its own loop). A thread keeps
+    reading its log into ``stderr``. Same ``url``/``pid``/``stderr`` as ``ServerProcess``."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "exec_server", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.stderr = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready else b""
+        if not line:
+            self.stop()
+            raise RuntimeError(f"server did not start: {self.stderr.decode(errors='replace')}")
+        self.url = line.decode().strip()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        while chunk := self.proc.stderr.read1(65536):
+            self.stderr += chunk
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)

@@ -17,14 +17,13 @@ from exec_server.client import (
 )
 from exec_server.client._client import Client as _Client
 from exec_server.client._process import Process
-from exec_server.testing import ServerProcess
 from exec_server_protocol.session import EnvironmentInfo
 
-from tests.support import ENV
+from tests.support import ENV, BackgroundServer
 
 
 @pytest.fixture
-async def ec(server: ServerProcess) -> AsyncIterator[Client]:
+async def ec(server: BackgroundServer) -> AsyncIterator[Client]:
     async with connect(server.url) as c:
         yield c
 
@@ -120,7 +119,7 @@ async def test_raw_read_and_generic_call(ec: Client) -> None:
     assert err.value.code == -32601
 
 
-async def test_a_resumed_session_can_attach_to_a_running_process(server: ServerProcess) -> None:
+async def test_a_resumed_session_can_attach_to_a_running_process(server: BackgroundServer) -> None:
     first = await connect(server.url)
     proc = await first.start(["cat"], cwd="/tmp", env=ENV, pipe_stdin=True)
     await proc.write(b"one\n")

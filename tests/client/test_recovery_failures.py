@@ -20,7 +20,7 @@ from exec_server.client import (
 )
 from exec_server.testing import FaultProxy, RawClient, ServerProcess
 
-from tests.support import ENV, wait_until
+from tests.support import ENV, BackgroundServer, wait_until
 
 CAT = ["cat"]
 FAST = Backoff(initial=0.005, maximum=0.05, rng=random.Random(3))
@@ -31,7 +31,7 @@ def gone(pid: int) -> bool:
 
 
 @pytest.fixture
-async def proxy(server: ServerProcess) -> AsyncIterator[FaultProxy]:
+async def proxy(server: BackgroundServer) -> AsyncIterator[FaultProxy]:
     async with FaultProxy.for_url(server.url) as p:
         yield p
 
@@ -63,7 +63,7 @@ async def test_passing_the_reconnect_deadline_fails_pending_and_later_operations
 
 
 async def test_rejected_credentials_on_reconnect_fail_with_connection_lost(
-    server: ServerProcess, proxy: FaultProxy, tmp_path: Path
+    server: BackgroundServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("the-right-token\n")
@@ -108,7 +108,7 @@ async def test_expired_session_fails_with_session_lost() -> None:
 
 
 async def test_takeover_by_another_connection_fails_with_session_lost(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     client = await connect(server.url, backoff=FAST)
     proc = await client.start(CAT, cwd="/tmp", env=ENV, pipe_stdin=True)

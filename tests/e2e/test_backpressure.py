@@ -11,7 +11,7 @@ import psutil
 from exec_server.testing import RawClient, ServerProcess
 from websockets.asyncio.client import connect
 
-from tests.support import start_params, wait_until
+from tests.support import BackgroundServer, start_params, wait_until
 
 
 def blocked_on_pipe_write(pid: int) -> bool:
@@ -22,7 +22,7 @@ def blocked_on_pipe_write(pid: int) -> bool:
         return False
 
 
-async def test_a_client_that_stops_reading_pauses_the_output_pump(server: ServerProcess) -> None:
+async def test_a_client_that_stops_reading_pauses_the_output_pump(server: BackgroundServer) -> None:
     # max_queue=1: the client library stops reading the socket once one message is queued.
     ws = await connect(server.url, max_size=None, max_queue=1)
     await ws.send(orjson.dumps({"id": 1, "method": "initialize", "params": {"clientName": "slow"}}))

@@ -12,7 +12,7 @@ import sys
 import psutil
 from exec_server.testing import RawClient, ServerProcess
 
-from tests.support import start_params, wait_until
+from tests.support import BackgroundServer, start_params, wait_until
 
 N = int(os.environ.get("CHURN_N", "200"))
 
@@ -22,7 +22,7 @@ def _cgroup_of(pid: int) -> str:
         return next(line[3:].strip() for line in f if line.startswith("0::"))
 
 
-def _tree_of(server: ServerProcess) -> str:
+def _tree_of(server: BackgroundServer) -> str:
     """The cgroup tree the server created (from its log: the first command's leaf parent)."""
     for line in server.stderr.decode(errors="replace").splitlines():
         if "cgroup tree " in line:
@@ -51,7 +51,7 @@ def _has_processes(tree: str) -> bool:
 
 
 async def test_the_server_is_never_in_a_command_cgroup_while_commands_start(
-    server: ServerProcess, client: RawClient
+    server: BackgroundServer, client: RawClient
 ) -> None:
     home = _cgroup_of(server.pid)
     seen = set()

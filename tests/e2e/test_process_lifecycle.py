@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
 
-from tests.support import ENV, start_params
+from tests.support import ENV, BackgroundServer, start_params
 
 PY = sys.executable
 
@@ -113,7 +113,7 @@ async def test_child_gets_exactly_env_and_arg0_but_argv0_is_looked_up_on_the_ser
 
 
 async def test_env_policy_core_keeps_core_variables_then_set_then_env(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     c = await RawClient.connect(server.url)
     await c.handshake()
@@ -267,7 +267,7 @@ async def test_a_process_id_cannot_be_reused_while_retained(client: RawClient) -
 
 
 async def test_process_ids_are_scoped_to_their_session(
-    server: ServerProcess, client: RawClient
+    server: BackgroundServer, client: RawClient
 ) -> None:
     await client.call("process/start", start_params("same", ["true"]))
     other = await RawClient.connect(server.url)
@@ -450,7 +450,7 @@ async def test_process_ids_with_quotes_and_unicode_survive_the_notification_path
 
 
 async def test_a_burst_of_1000_short_commands_is_served_without_a_traceback(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     # Hundreds of SIGCHLD at once overflow asyncio's signal wakeup socket; Python would print a
     # traceback for each one (the server fixture fails the test on any traceback in the log).

@@ -13,11 +13,11 @@ from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from tests.support import http_request, jwt, start_params
+from tests.support import BackgroundServer, http_request, jwt, start_params
 
 
 async def test_readyz_answers_200_with_an_empty_body_for_get_and_head(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     assert await http_request(server.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (200, b"")
     assert await http_request(server.url, b"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (200, b"")
@@ -33,7 +33,7 @@ async def test_livez_answers_200_without_auth_beside_readyz(tmp_path: Path) -> N
             assert get == head == (200, b"")
 
 
-async def test_other_paths_are_404_and_any_origin_is_403(server: ServerProcess) -> None:
+async def test_other_paths_are_404_and_any_origin_is_403(server: BackgroundServer) -> None:
     assert (await http_request(server.url, b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 404
     status, _ = await http_request(
         server.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\nOrigin: http://evil\r\n\r\n"
@@ -47,7 +47,7 @@ async def test_other_paths_are_404_and_any_origin_is_403(server: ServerProcess) 
     assert err.value.response.status_code == 404
 
 
-async def test_accepted_sockets_have_tcp_nodelay(server: ServerProcess) -> None:
+async def test_accepted_sockets_have_tcp_nodelay(server: BackgroundServer) -> None:
     # The server's side cannot be read from here; its effect can: many tiny request/response
     # round trips on one connection never stall for a delayed ACK. Instead of timing, check the
     # option on the accepted socket through /proc's view of the server's fds.
@@ -133,14 +133,16 @@ async def test_ids_are_echoed_unchanged(client: RawClient, request_id: object) -
     assert "jsonrpc" not in resp
 
 
-async def test_unknown_method_is_minus_32601_even_before_initialize(server: ServerProcess) -> None:
+async def test_unknown_method_is_minus_32601_even_before_initialize(
+    server: BackgroundServer,
+) -> None:
     c = await RawClient.connect(server.url)
     resp = await c.request_raw("no/such")
     assert resp["error"] == {"code": -32601, "message": "exec-server does not implement `no/such`"}
     await c.aclose()
 
 
-async def test_handshake_order_is_enforced_per_family(server: ServerProcess) -> None:
+async def test_handshake_order_is_enforced_per_family(server: BackgroundServer) -> None:
     c = await RawClient.connect(server.url)
     families = {
         "environment/info": ("environment info", None),
@@ -174,7 +176,7 @@ async def test_handshake_order_is_enforced_per_family(server: ServerProcess) -> 
     await c.aclose()
 
 
-async def test_params_are_decoded_before_the_handshake_check(server: ServerProcess) -> None:
+async def test_params_are_decoded_before_the_handshake_check(server: BackgroundServer) -> None:
     c = await RawClient.connect(server.url)
     bad = start_params("p", ["true"])
     bad["argv"] = "ls"
@@ -187,7 +189,7 @@ async def test_params_are_decoded_before_the_handshake_check(server: ServerProce
     await c.aclose()
 
 
-async def test_a_failed_initialize_does_not_use_up_the_attempt(server: ServerProcess) -> None:
+async def test_a_failed_initialize_does_not_use_up_the_attempt(server: BackgroundServer) -> None:
     c = await RawClient.connect(server.url)
     for params in ({}, None, "x"):
         with pytest.raises(RawRpcError) as err:
@@ -335,7 +337,7 @@ async def test_signed_bearer_tokens_need_a_valid_signature_exp_issuer_and_audien
 
 
 async def test_server_keeps_running_after_a_client_vanishes_mid_request(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     c = await RawClient.connect(server.url)
     await c.handshake()

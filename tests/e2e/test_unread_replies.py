@@ -17,7 +17,7 @@ import pytest
 from exec_server.server import MAX_REQUESTS_IN_FLIGHT
 from exec_server.testing import RawClient, ServerProcess
 
-from tests.support import start_params
+from tests.support import BackgroundServer, start_params
 
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -62,7 +62,7 @@ async def server() -> AsyncIterator[ServerProcess]:
 
 
 async def test_a_client_that_never_reads_keeps_server_memory_bounded_and_others_served(
-    server: ServerProcess, tmp_path: Path
+    server: BackgroundServer, tmp_path: Path
 ) -> None:
     big = tmp_path / "big"
     big.write_bytes(os.urandom(8 << 20))
@@ -97,7 +97,7 @@ async def test_a_client_that_never_reads_keeps_server_memory_bounded_and_others_
     writer.close()
 
 
-async def test_requests_in_flight_are_capped_per_connection(server: ServerProcess) -> None:
+async def test_requests_in_flight_are_capped_per_connection(server: BackgroundServer) -> None:
     c = await RawClient.connect(server.url)
     await c.handshake()
     await c.call("process/start", start_params("s", ["sleep", "30"]))

@@ -16,10 +16,9 @@ from exec_server.client import (
     connect,
     run_with_approval,
 )
-from exec_server.testing import ServerProcess
 from sandbox_intents import decode, workspace_write
 
-from tests.support import ENV
+from tests.support import ENV, BackgroundServer
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -28,7 +27,7 @@ def _kernel_features_present() -> None:
 
 
 @pytest.fixture
-async def exec_client(server: ServerProcess) -> AsyncIterator[Client]:
+async def exec_client(server: BackgroundServer) -> AsyncIterator[Client]:
     async with connect(server.url) as c:
         yield c
 

@@ -15,7 +15,7 @@ import pytest
 from exec_server.client import Backoff, OutputEvent, SessionLost, connect
 from exec_server.testing import FaultProxy, RawClient, RawRpcError, ServerProcess
 
-from tests.support import ENV, start_params, wait_until
+from tests.support import ENV, BackgroundServer, start_params, wait_until
 
 # Echoes each stdin line as "got <line>".
 ECHO = [sys.executable, "-u", "-c", "import sys\nfor l in sys.stdin: sys.stdout.write('got ' + l)"]
@@ -47,7 +47,7 @@ async def short_ttl_server() -> AsyncIterator[ServerProcess]:
 
 
 async def test_resume_after_the_server_saw_the_disconnect_keeps_processes_and_ids(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     a = await RawClient.connect(server.url)
     sid = (await a.handshake())["sessionId"]
@@ -77,7 +77,7 @@ async def test_resume_after_the_server_saw_the_disconnect_keeps_processes_and_id
 
 
 async def test_takeover_closes_the_old_connection_and_fails_its_pending_long_poll(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     old = await RawClient.connect(server.url)
     sid = (await old.handshake())["sessionId"]
@@ -108,7 +108,7 @@ async def test_takeover_closes_the_old_connection_and_fails_its_pending_long_pol
 
 
 async def test_client_recovers_by_takeover_when_the_server_missed_the_disconnect(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     async with FaultProxy.for_url(server.url) as proxy, connect(proxy.url) as client:
         proc = await client.start(ECHO, cwd="/tmp", env=ENV, pipe_stdin=True)
@@ -152,7 +152,7 @@ async def test_ttl_expiry_kills_the_whole_tree_including_a_setsid_grandchild(
 
 
 async def test_unknown_session_then_fresh_initialize_on_the_same_connection(
-    server: ServerProcess,
+    server: BackgroundServer,
 ) -> None:
     c = await RawClient.connect(server.url)
     try:
@@ -170,7 +170,7 @@ async def test_unknown_session_then_fresh_initialize_on_the_same_connection(
 
 
 async def test_output_produced_while_detached_is_replayed_exactly_once(
-    server: ServerProcess, tmp_path: Path
+    server: BackgroundServer, tmp_path: Path
 ) -> None:
     trigger, finished = tmp_path / "go", tmp_path / "done"
     script = (
