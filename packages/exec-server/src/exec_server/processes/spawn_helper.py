@@ -30,7 +30,7 @@ import os
 import struct
 from collections.abc import Sequence
 
-__all__ = ["HELPER_ARCH", "SCRATCH", "HelperFile", "Script"]
+__all__ = ["HELPER_ARCH", "SCRATCH", "TOLERATED_ERRNOS", "HelperFile", "Script"]
 
 HELPER_ARCH = "x86_64"
 _BASE = 0x400000
@@ -45,7 +45,9 @@ _INIT_STATUS = SCRATCH + 16  # wait status of whatever the init reaped last
 _MASK = SCRATCH + 24  # one signal's bit, for rt_sigprocmask
 _NO_CORE = SCRATCH + 32  # struct rlimit {0, 0}
 
-_EXEC, _FORK_OUTER, _FORK_INIT = -1, -2, -3
+_EXEC, _FORK_OUTER, _FORK_INIT, _TOLERATE = -1, -2, -3, -4
+TOLERATED_ERRNOS = (2, 22)
+"""ENOENT and EINVAL: what a record after ``Script.tolerate()`` may fail with and go on."""
 
 SYS = {
     "write": 1,
@@ -115,6 +117,7 @@ def _syscall(number: int) -> bytes:
 def _code(script_addr: int, message_addr: int) -> bytes:
     a = _Asm()
     a.emit(b"\xbb" + _imm32(script_addr))  # mov ebx, script
+    a.emit(b"\x45\x31\xff")  # xor r15d, r15d       r15: the record may fail tolerably
     # -- the record loop ------------------------------------------------------------------
     a.label("loop")
     a.emit(b"\x48\x8b\x03")  # mov rax, [rbx]
@@ -122,6 +125,7 @@ def _code(script_addr: int, message_addr: int) -> bytes:
         (_EXEC, "exec"),
         (_FORK_OUTER, "fork_outer"),
         (_FORK_INIT, "fork_init"),
+        (_TOLERATE, "tolerate"),
     ):
         a.emit(b"\x48\x83\xf8" + struct.pack("<b", special))  # cmp rax, special
         a.jump("je", target)
@@ -135,10 +139,23 @@ def _code(script_addr: int, message_addr: int) -> bytes:
         b"\x0f\x05",  # syscall
         b"\x48\x85\xc0",  # test rax, rax
     )
-    a.jump("js", "fail")
+    a.jump("js", "failed")
     a.label("next")
+    a.emit(b"\x45\x31\xff")  # xor r15d, r15d
+    a.label("skip")
     a.emit(b"\x48\x83\xc3\x38")  # add rbx, 56
     a.jump("jmp", "loop")
+    # -- TOLERATE: the next record may fail with ENOENT or EINVAL -------------------------
+    a.label("tolerate")
+    a.emit(b"\x41\xbf" + _imm32(1))  # mov r15d, 1
+    a.jump("jmp", "skip")
+    a.label("failed")
+    a.emit(b"\x45\x85\xff")  # test r15d, r15d
+    a.jump("je", "fail")
+    for errno_ in TOLERATED_ERRNOS:
+        a.emit(b"\x48\x83\xf8" + struct.pack("<b", -errno_))  # cmp rax, -errno
+        a.jump("je", "next")
+    a.jump("jmp", "fail")
     # -- FORK_OUTER: the parent waits for the init and ends like the command ----------------
     a.label("fork_outer")
     a.emit(_syscall(57), b"\x48\x85\xc0")  # fork; test rax, rax
@@ -291,6 +308,11 @@ class Script:
         """Move this process into cgroup ``leaf`` (before anything else: the server never
         enters a command's cgroup itself)."""
         self.write_file(os.fsencode(os.path.join(leaf, "cgroup.procs")), b"0")
+
+    def tolerate(self) -> None:
+        """The next record may fail with ENOENT or EINVAL (say, a host mount that went away
+        since the plan was made): the script goes on."""
+        self._records.append((_TOLERATE,))
 
     def fork_outer(self) -> None:
         self._records.append((_FORK_OUTER,))

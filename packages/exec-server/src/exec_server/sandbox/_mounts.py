@@ -27,6 +27,7 @@ import re
 import threading
 from dataclasses import dataclass
 
+from ..processes.spawn_helper import TOLERATED_ERRNOS
 from . import _kernel
 from ._policy import Policy
 
@@ -49,8 +50,11 @@ MS_PRIVATE = 1 << 18
 _OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 _ST_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC))
 
-MountStep = tuple[bytes | None, bytes, int]
-"""``mount(source, target, NULL, flags, NULL)``; ``source`` None for a remount."""
+MountStep = tuple[bytes | None, bytes, int, bool]
+"""``mount(source, target, NULL, flags, NULL)``; ``source`` None for a remount. The last field
+says the step may fail with ENOENT or EINVAL and the plan goes on: a host mount read from the
+mount table may be gone by the time the command's namespace is made (container hosts mount
+and unmount all the time); what was under it is then covered by the mount above."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +197,7 @@ def host_mounts() -> tuple[MountStep, ...]:
             os.stat(target)
         except OSError:
             continue  # unreachable for us, so for the command too
-        steps[target] = (None, target, flags)
+        steps[target] = (None, target, flags, True)
     result = tuple(steps.values())
     _host_cache = (table, result)
     return result
@@ -209,7 +213,7 @@ def plan_mounts(policy: Policy) -> MountPlan:
 
     The caller must ``PLACEHOLDERS.release`` every path in ``placeholders`` when done.
     """
-    steps: list[MountStep] = [(None, b"/", MS_REC | MS_PRIVATE)]
+    steps: list[MountStep] = [(None, b"/", MS_REC | MS_PRIVATE, False)]
     placeholders: list[str] = []
     if policy.write_all:
         return MountPlan(tuple(steps), ())
@@ -220,8 +224,8 @@ def plan_mounts(policy: Policy) -> MountPlan:
             if os.statvfs(root).f_flag & os.ST_RDONLY:
                 continue  # read-only on the host already: nothing to give back
             target = os.fsencode(root)
-            steps.append((target, target, MS_BIND | MS_REC))
-            steps.append((None, target, MS_REMOUNT | MS_BIND | flags))
+            steps.append((target, target, MS_BIND | MS_REC, False))
+            steps.append((None, target, MS_REMOUNT | MS_BIND | flags, False))
         for path in policy.read_only:
             target_path, ours = PLACEHOLDERS.hold(path)
             if target_path is None:
@@ -230,8 +234,8 @@ def plan_mounts(policy: Policy) -> MountPlan:
                 placeholders.append(target_path)
             target = os.fsencode(target_path)
             flags = _mount_flags(target_path) | MS_REMOUNT | MS_BIND | MS_RDONLY
-            steps.append((target, target, MS_BIND | MS_REC))
-            steps.append((None, target, flags))
+            steps.append((target, target, MS_BIND | MS_REC, False))
+            steps.append((None, target, flags, False))
     except BaseException:
         for placeholder in placeholders:
             PLACEHOLDERS.release(placeholder)
@@ -243,5 +247,9 @@ def apply_mounts(plan: MountPlan) -> None:
     """Enter a private mount namespace and apply ``plan`` (in the calling thread; root only:
     a thread of a multi-threaded process cannot enter a user namespace)."""
     _kernel.unshare(_kernel.CLONE_NEWNS)
-    for source, target, flags in plan.steps:
-        _kernel.mount(source, target, flags)
+    for source, target, flags, tolerant in plan.steps:
+        try:
+            _kernel.mount(source, target, flags)
+        except OSError as exc:
+            if not (tolerant and exc.errno in TOLERATED_ERRNOS):
+                raise

@@ -151,7 +151,9 @@ def _build_script(
         s.write_file(b"/proc/self/gid_map", b"%d %d 1" % (gid, gid))
     else:
         s.call("unshare", flags)
-    for source, target, mount_flags in mounts.steps if mounts is not None else ():
+    for source, target, mount_flags, tolerant in mounts.steps if mounts is not None else ():
+        if tolerant:
+            s.tolerate()
         s.call("mount", 0 if source is None else s.cstr(source), s.cstr(target), 0, mount_flags, 0)
     s.call("mmap", SCRATCH, 4096, 3, _MAP_SHARED_ANONYMOUS_FIXED, -1, 0)
     s.call("rt_sigprocmask", _SIG_BLOCK, s.ref(b"\xff" * 8), 0, 8)
