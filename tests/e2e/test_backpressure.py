@@ -36,7 +36,9 @@ async def test_a_client_that_stops_reading_pauses_the_output_pump(server: Backgr
     grown = proc.memory_info().rss - before
     # Socket buffers + the transport's high-water mark + one pipe's worth, not gigabytes.
     assert grown < 96 << 20, grown
-    await ws.close()
+    # A closing handshake would wait (10 s) for a close frame queued behind megabytes of
+    # output this client will never read.
+    ws.transport.abort()
 
 
 async def test_a_detached_session_keeps_pumping_into_retention() -> None:
