@@ -116,7 +116,9 @@ async def test_a_write_blocked_on_a_full_pipe_does_not_delay_other_requests(
     assert not blocked.done()
     # Later writes to the same process queue behind it, in order.
     second = asyncio.ensure_future(write(client, "deaf", b"y", "after"))
-    await asyncio.sleep(0)
+    # Requests are read in order: had the write been answered at once, its answer would have
+    # come before this one.
+    await client.call("environment/info")
     assert not second.done()
     await client.call("process/terminate", {"processId": "deaf"})
     assert await asyncio.wait_for(blocked, 10) == "accepted"

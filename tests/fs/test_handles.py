@@ -151,11 +151,13 @@ async def test_aclose_closes_every_handle(notes: object, tree: Path) -> None:
 
 async def test_close_during_a_read_defers_closing_the_descriptor(fs: FsService, tree: Path) -> None:
     await fs.open(OpenParams(handle_id="h", path=uri(tree / "f.txt")))
-    reads = [asyncio.ensure_future(read_block(fs, "h", 0, 5)) for _ in range(20)]
-    await asyncio.sleep(0)  # let the reads acquire the handle
-    await fs.close(CloseParams(handle_id="h"))
+    reads = [read_block(fs, "h", 0, 5) for _ in range(20)]
+    # gather starts its tasks in order: every read has the handle before the close runs.
     async with asyncio.timeout(10):
-        results = await asyncio.gather(*reads, return_exceptions=True)
+        *results, closed = await asyncio.gather(
+            *reads, fs.close(CloseParams(handle_id="h")), return_exceptions=True
+        )
+    assert not isinstance(closed, BaseException), closed
     for r in results:
         assert r == (b"hello", False) or getattr(r, "code", None) == -32004
 
