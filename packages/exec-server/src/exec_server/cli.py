@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
+from .cli_run import version
 from .server import Server, ServerConfig, add_signal_handler
 from .transport import AcceptErrorHandler, TlsCertificate
 from .transport.stdio import serve_stdio
@@ -142,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="exec-server",
         description="Remote process-execution server speaking the Codex exec-server protocol "
         "(JSON-RPC over WebSocket or stdio).",
+        epilog="From a terminal: exec-server run URL -- CMD ARGS... (also attach, ps; each "
+        "with --help).",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument(
         "--listen",
         default="ws://127.0.0.1:0",

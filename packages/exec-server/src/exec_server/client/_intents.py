@@ -1,5 +1,6 @@
-"""Sandbox intents exactly as the stock Codex client sends them (docs/reference-notes.md §6.1),
-for tests and benchmarks."""
+"""Sandbox intents exactly as the stock Codex client sends them (docs/reference-notes.md §6.1):
+what ``exec-server run --sandbox`` sends, and what tests and benchmarks use (through
+:mod:`exec_server.testing.intents`)."""
 
 from __future__ import annotations
 
