@@ -2,8 +2,9 @@
 """Executor start time and idle memory (issue 13, acceptance 5).
 
 Warm pools start an executor per pod or per session and want it ready in well under a second.
-Ours runs from a venv with only its runtime dependencies (what ``pip install exec-server`` and
-the container image have; built once with uv under /var/tmp): the development venv also holds
+Ours runs from a venv with only its runtime dependencies (what ``pip install
+'exec-server[server]'`` and the container image have; built once with uv under /var/tmp): the
+development venv also holds
 ``typing_extensions``, which msgspec imports when present (+20 ms, +7 MiB). For ours and, when
 present, the reference ``codex exec-server``: ``--runs`` starts each,
 alternating; each measures exec -> the first ``GET /readyz`` answered 200 (polled every 2 ms on
@@ -42,7 +43,8 @@ def runtime_python() -> str:
     subprocess.run([uv, "venv", "-q", "--allow-existing", RUNTIME_VENV, "--python", sys.executable],
                    check=True)  # fmt: skip
     packages = [
-        os.path.join(ROOT_DIR, "packages", p) for p in ("exec-server-protocol", "exec-server")
+        os.path.join(ROOT_DIR, "packages", "exec-server-protocol"),
+        os.path.join(ROOT_DIR, "packages", "exec-server") + "[server]",
     ]
     subprocess.run([uv, "pip", "install", "-q", "--reinstall-package", "exec-server",
                     "--reinstall-package", "exec-server-protocol", "--python", python, *packages],

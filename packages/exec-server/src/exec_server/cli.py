@@ -15,15 +15,17 @@ import contextlib
 import ctypes
 import ipaddress
 import logging
+import os
 import re
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
-from .server import Server, ServerConfig, add_signal_handler
+from .cli_run import version
+from .server import MAX_REQUESTS_IN_FLIGHT, Server, ServerConfig, add_signal_handler
 from .transport import AcceptErrorHandler, TlsCertificate
 from .transport.stdio import serve_stdio
 
@@ -142,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="exec-server",
         description="Remote process-execution server speaking the Codex exec-server protocol "
         "(JSON-RPC over WebSocket or stdio).",
+        epilog="From a terminal: exec-server run URL -- CMD ARGS... (also attach, ps; each "
+        "with --help).",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument(
         "--listen",
         default="ws://127.0.0.1:0",
@@ -238,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cgroups",
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
+    )
+    p.add_argument(
+        "--concurrent-requests",
+        type=int,
+        default=MAX_REQUESTS_IN_FLIGHT,
+        metavar="N",
+        help="requests of one connection that run at once (long polls included); more wait "
+        "unread until one finishes. The reference's default is 1. Default: %(default)s",
+    )
+    p.add_argument(
+        "--exit-on-stdin-close",
+        action="store_true",
+        help="shut down (cleanly, as on SIGINT) when stdin closes: a launcher that holds the "
+        "other end of a stdin pipe ties the server's life to its own",
     )
     _add_quota_arguments(p)
     auth = p.add_argument_group("authentication (WebSocket only; /readyz and /livez need none)")
@@ -466,6 +485,8 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
 
     add_signal_handler(signal.SIGINT, request_stop)
     add_signal_handler(signal.SIGTERM, request_drain)
+    if args.exit_on_stdin_close and args.listen_address is not None:
+        await _stop_when_stdin_closes(request_stop)  # (on stdio, stdin is the connection)
     try:
         if args.listen_address is None:
             serving = asyncio.ensure_future(
@@ -509,6 +530,36 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
     finally:
         await server.aclose()
     return 0
+
+
+class _StdinWatch(asyncio.Protocol):
+    """Calls ``on_close`` when stdin reaches EOF or fails; what it reads is dropped."""
+
+    def __init__(self, on_close: Callable[[], None]) -> None:
+        self._on_close = on_close
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool | None:
+        self._closed()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed()
+
+    def _closed(self) -> None:
+        logging.getLogger("exec_server").info("stdin closed (--exit-on-stdin-close): stopping")
+        self._on_close()
+
+
+async def _stop_when_stdin_closes(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.connect_read_pipe(lambda: _StdinWatch(stop), os.fdopen(0, "rb", 0))
+    except (OSError, ValueError) as exc:  # a regular file: "closing" has no meaning there
+        log = logging.getLogger("exec_server")
+        log.warning("--exit-on-stdin-close: cannot watch stdin: %s", exc)
 
 
 async def _drain(server: Server, stop: asyncio.Future[None], timeout: float) -> None:
@@ -559,6 +610,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"{flag} must be at least 1")
     if args.drain_timeout < 0:
         parser.error("--drain-timeout must not be negative")
+    if args.concurrent_requests < 1:
+        parser.error("--concurrent-requests must be at least 1")
     if args.max_handshakes < 1 or args.max_handshakes_per_address < 1:
         parser.error("--max-handshakes and --max-handshakes-per-address must be at least 1")
     exposed = _unauthenticated_exposure(args)
@@ -600,6 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_fs_handles=args.max_fs_handles,
         cgroup_pids_max=args.cgroup_pids_max,
         cgroup_memory_max=args.cgroup_memory_max,
+        max_requests_in_flight=args.concurrent_requests,
     )
     _raise_fd_limit()
     _return_big_buffers_to_the_kernel()

@@ -113,6 +113,8 @@ class ServerConfig:
     cgroup_pids_max: int | None = None
     cgroup_memory_max: int | None = None
     """``pids.max`` / ``memory.max`` of each command's cgroup (None: unlimited)."""
+    max_requests_in_flight: int = MAX_REQUESTS_IN_FLIGHT
+    """Requests of one connection waiting in tasks at once (``--concurrent-requests``)."""
 
 
 class SessionRuntime:
@@ -189,6 +191,7 @@ class ClientConnection:
         self._writable.set()
         self._big_replies = asyncio.Semaphore(MAX_BIG_REPLIES_IN_FLIGHT)
         self._reading_paused = False
+        self._max_in_flight = server.config.max_requests_in_flight
         METRICS.connections.inc()
         METRICS.connections_active.inc()
 
@@ -265,7 +268,7 @@ class ClientConnection:
             task = asyncio.ensure_future(out)
             self._tasks.add(task)
             task.add_done_callback(functools.partial(self._finish, d, started))
-            if len(self._tasks) >= MAX_REQUESTS_IN_FLIGHT and not self._reading_paused:
+            if len(self._tasks) >= self._max_in_flight and not self._reading_paused:
                 self._reading_paused = True
                 METRICS.limit_hit("requests_in_flight")
                 self.sink.pause_reading()
@@ -287,13 +290,13 @@ class ClientConnection:
 
     def _finish(self, d: Dispatch, started: float, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
-        if self._reading_paused and len(self._tasks) < MAX_REQUESTS_IN_FLIGHT:
+        if not task.cancelled():  # cancelled: the connection went away
+            exc = task.exception()
+            self._answer(d, started, None if exc is not None else task.result(), exc)
+        # Only then take the next request: one answered at once would otherwise go out first.
+        if self._reading_paused and len(self._tasks) < self._max_in_flight:
             self._reading_paused = False
             self.sink.resume_reading()
-        if task.cancelled():
-            return  # the connection went away
-        exc = task.exception()
-        self._answer(d, started, None if exc is not None else task.result(), exc)
 
     # ---------------------------------------------------------------- session
 

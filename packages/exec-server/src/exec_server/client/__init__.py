@@ -27,6 +27,7 @@ from ._client import Client, SandboxDeniedHandler, connect
 from ._events import Event, ExitEvent, OutputEvent
 from ._process import Process
 from ._state import ClientState
+from ._stdio import connect_stdio
 from .sync import SyncClient
 
 __all__ = [
@@ -49,5 +50,6 @@ __all__ = [
     "StdinClosed",
     "SyncClient",
     "connect",
+    "connect_stdio",
     "run_with_approval",
 ]

@@ -108,6 +108,9 @@ class Client:
         sandbox_denied_handler: see :data:`SandboxDeniedHandler`.
     """
 
+    _resumable = True
+    """Whether a dropped connection can be resumed (not over stdio: the session ends with it)."""
+
     def __init__(
         self,
         url: str,
@@ -483,6 +486,9 @@ class Client:
             return
         if conn.close_code == TAKEOVER_CLOSE_CODE:
             self._give_up(_taken_over(self.session_id, why))
+            return
+        if not self._resumable:
+            self._give_up(ConnectionLost(f"connection to {self.url} lost ({why})"))
             return
         if self.state is ClientState.CONNECTED:
             log.info("connection to %s lost (%s): recovering", self.url, why)

@@ -1,11 +1,37 @@
 """Transports: WebSocket (with the HTTP routes) and stdio. Both deliver whole JSON messages to
 a :class:`MessageHandler` and take frames to send."""
 
-from ._limits import AcceptErrorHandler
-from ._tls import TlsCertificate
-from .base import FrameSink, MessageHandler
-from .stdio import serve_stdio
-from .websocket import HttpPolicy, serve_websocket
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._limits import AcceptErrorHandler
+    from ._tls import TlsCertificate
+    from .base import FrameSink, MessageHandler
+    from .stdio import serve_stdio
+    from .websocket import HttpPolicy, serve_websocket
+
+# Imported on first use: the client shares ``_messages`` with the server and must import none
+# of the server's dependencies (prometheus_client, through ``websocket`` and ``_limits``).
+_WHERE = {
+    "AcceptErrorHandler": "._limits",
+    "TlsCertificate": "._tls",
+    "FrameSink": ".base",
+    "MessageHandler": ".base",
+    "serve_stdio": ".stdio",
+    "HttpPolicy": ".websocket",
+    "serve_websocket": ".websocket",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
 
 __all__ = [
     "AcceptErrorHandler",
