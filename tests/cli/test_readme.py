@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from exec_server.testing import ServerProcess
 
 from tests.cli.terminal import Terminal
+from tests.support import BackgroundServer
 
 README = Path(__file__).parents[2] / "README.md"
 EXAMPLE_URL = "ws://127.0.0.1:8765"
@@ -50,7 +50,9 @@ async def sh(line: str, env: dict[str, str]) -> tuple[int, bytes, bytes]:
     return proc.returncode, out, err
 
 
-async def test_the_terminal_section_runs_as_written(server: ServerProcess, ssh_dir: Path) -> None:
+async def test_the_terminal_section_runs_as_written(
+    server: BackgroundServer, ssh_dir: Path
+) -> None:
     run, shell, via = (c.replace(EXAMPLE_URL, server.url) for c in commands())
     assert await sh(run, ENV) == (3, b"Linux\n", b"")
 
@@ -67,7 +69,7 @@ async def test_the_terminal_section_runs_as_written(server: ServerProcess, ssh_d
     assert await sh(via, env) == (0, b"Linux\n", b"")
 
 
-async def test_the_mcp_section_runs_as_written(server: ServerProcess) -> None:
+async def test_the_mcp_section_runs_as_written(server: BackgroundServer) -> None:
     code = block("MCP servers on the executor", "python")
     code = code.replace(EXAMPLE_URL, server.url).replace('"python3"', repr(sys.executable))
     script = Path(__file__).parents[1] / "mcp" / "pid_server.py"

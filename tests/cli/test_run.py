@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from exec_server.client import ConnectionLost, connect_stdio
-from exec_server.testing import FaultProxy, ServerProcess
+from exec_server.testing import FaultProxy
 
 from tests.cli.terminal import Terminal
-from tests.support import wait_until
+from tests.support import BackgroundServer, wait_until
 
 CLI = [sys.executable, "-m", "exec_server"]
 ENV = {**os.environ, "TERM": "xterm", "LANG": "C.UTF-8"}
@@ -56,7 +56,7 @@ async def run_piped(*args: str, stdin: int | None = None) -> tuple[int, bytes, b
 
 
 async def test_an_interactive_shell_round_trips_and_exits_with_its_code(
-    server: ServerProcess, terminals: list[Terminal]
+    server: BackgroundServer, terminals: list[Terminal]
 ) -> None:
     term = run_in_terminal(terminals, server.url, "--tty", "--", "sh")
     term.send(b"echo $((6 * 7))x\r")
@@ -68,7 +68,7 @@ async def test_an_interactive_shell_round_trips_and_exits_with_its_code(
 
 
 async def test_a_window_size_change_is_seen_by_stty_size_remotely(
-    server: ServerProcess, terminals: list[Terminal]
+    server: BackgroundServer, terminals: list[Terminal]
 ) -> None:
     waiter = (
         "import os, signal; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH}); "
@@ -85,7 +85,7 @@ async def test_a_window_size_change_is_seen_by_stty_size_remotely(
 
 
 async def test_ctrl_c_interrupts_a_remote_sleep(
-    server: ServerProcess, terminals: list[Terminal]
+    server: BackgroundServer, terminals: list[Terminal]
 ) -> None:
     term = run_in_terminal(
         terminals, server.url, "--tty", "--", "sh", "-c", "echo ready; exec sleep 100"
@@ -96,7 +96,7 @@ async def test_ctrl_c_interrupts_a_remote_sleep(
 
 
 async def test_sigterm_restores_the_terminal(
-    server: ServerProcess, terminals: list[Terminal]
+    server: BackgroundServer, terminals: list[Terminal]
 ) -> None:
     term = run_in_terminal(terminals, server.url, "--tty", "--", "sh", "-c", "echo ready; cat")
     await term.expect(rb"ready")
@@ -107,7 +107,7 @@ async def test_sigterm_restores_the_terminal(
 
 
 async def test_a_sandbox_denial_at_a_terminal_asks_and_retries_without_it(
-    server: ServerProcess, terminals: list[Terminal], tmp_path: Path
+    server: BackgroundServer, terminals: list[Terminal], tmp_path: Path
 ) -> None:
     target = tmp_path / "made"
     term = run_in_terminal(
@@ -134,7 +134,7 @@ async def test_a_sandbox_denial_at_a_terminal_asks_and_retries_without_it(
 
 
 async def test_stdin_from_a_file_reaches_the_command_with_its_eof(
-    server: ServerProcess, tmp_path: Path
+    server: BackgroundServer, tmp_path: Path
 ) -> None:
     data = os.urandom(3 << 20)
     path = tmp_path / "input"
@@ -150,7 +150,7 @@ async def test_stdin_from_a_file_reaches_the_command_with_its_eof(
     [("exit 3", 3), ("kill -TERM $$", 128 + signal.SIGTERM), ("kill -KILL $$", 128 + 9)],
 )
 async def test_the_exit_code_is_the_remote_one(
-    server: ServerProcess, script: str, expected: int
+    server: BackgroundServer, script: str, expected: int
 ) -> None:
     code, out, err = await run_piped(
         "run", server.url, "--env", "WHO=me", "--", "sh", "-c", f"echo $WHO; echo e >&2; {script}"
@@ -158,7 +158,26 @@ async def test_the_exit_code_is_the_remote_one(
     assert (code, out, err) == (expected, b"me\n", b"e\n")
 
 
-async def test_ctrl_c_without_a_tty_is_sent_as_an_interrupt(server: ServerProcess) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+async def test_sigterm_or_sighup_to_run_ends_the_remote_command(
+    server: BackgroundServer, tmp_path: Path, sig: signal.Signals
+) -> None:
+    pid_file = tmp_path / "pid"
+    script = f"echo $$ > {pid_file}; echo ready; exec sleep 100"
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "run", server.url, "--", "sh", "-c", script,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=ENV,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        assert await proc.stdout.readline() == b"ready\n"
+        remote = int(pid_file.read_text())
+        proc.send_signal(sig)
+        assert await proc.wait() == 128 + sig
+    await wait_until(lambda: not Path(f"/proc/{remote}").exists())
+
+
+async def test_ctrl_c_without_a_tty_is_sent_as_an_interrupt(server: BackgroundServer) -> None:
     proc = await asyncio.create_subprocess_exec(
         *CLI, "run", server.url, "--", "sh", "-c", "echo ready; exec sleep 100",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=ENV,
@@ -170,7 +189,7 @@ async def test_ctrl_c_without_a_tty_is_sent_as_an_interrupt(server: ServerProces
         assert await proc.wait() == 130
 
 
-async def test_a_cut_connection_shows_only_as_late_output(server: ServerProcess) -> None:
+async def test_a_cut_connection_shows_only_as_late_output(server: BackgroundServer) -> None:
     async with FaultProxy.for_url(server.url) as proxy:
         proc = await asyncio.create_subprocess_exec(
             *CLI, "run", proxy.url, "--", "sh", "-c", "echo one; read line; echo two $line",
@@ -192,7 +211,7 @@ async def test_a_cut_connection_shows_only_as_late_output(server: ServerProcess)
 
 
 async def test_a_detached_command_is_found_by_ps_and_attach(
-    server: ServerProcess, tmp_path: Path
+    server: BackgroundServer, tmp_path: Path
 ) -> None:
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
@@ -214,7 +233,7 @@ async def test_a_detached_command_is_found_by_ps_and_attach(
     assert out.decode().splitlines()[1].split() == [process, "closed", "7"]
 
 
-async def test_ps_without_process_ids_says_the_server_cannot_list(server: ServerProcess) -> None:
+async def test_ps_without_process_ids_says_the_server_cannot_list(server: BackgroundServer) -> None:
     code, out, _ = await run_piped("run", server.url, "--detach", "--", "true")
     session, _ = out.decode().split()
     code, _, err = await run_piped("ps", server.url, session)

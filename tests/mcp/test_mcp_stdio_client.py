@@ -26,7 +26,7 @@ from exec_server.testing import FaultProxy, ServerProcess
 from mcp import ClientSession, StdioServerParameters
 from mcp.shared.message import SessionMessage
 
-from tests.support import wait_until
+from tests.support import BackgroundServer, wait_until
 
 SERVER = str(Path(__file__).with_name("pid_server.py"))
 PARAMS = StdioServerParameters(command=sys.executable, args=[SERVER], cwd="/tmp")
@@ -49,7 +49,7 @@ def _answer(result: types.CallToolResult) -> dict[str, int]:
     return answer
 
 
-async def test_a_session_initializes_lists_tools_and_calls_one(server: ServerProcess) -> None:
+async def test_a_session_initializes_lists_tools_and_calls_one(server: BackgroundServer) -> None:
     async with (
         stdio_client(PARAMS, url=server.url) as (read, write),
         ClientSession(read, write) as session,
@@ -113,7 +113,7 @@ async def test_1000_calls_under_random_cuts_answer_once_each_from_one_server(
 
 
 async def test_stderr_goes_to_the_logger_and_to_errlog(
-    server: ServerProcess, caplog: pytest.LogCaptureFixture
+    server: BackgroundServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     errlog = io.StringIO()
     caplog.set_level(logging.INFO, logger="exec_server.mcp")
@@ -127,7 +127,7 @@ async def test_stderr_goes_to_the_logger_and_to_errlog(
     assert any("disk on fire" in r.getMessage() for r in caplog.records)
 
 
-async def test_leaving_the_context_ends_the_remote_server(server: ServerProcess) -> None:
+async def test_leaving_the_context_ends_the_remote_server(server: BackgroundServer) -> None:
     async with connect(server.url) as client:
         async with (
             stdio_client(PARAMS, client=client) as (read, write),
@@ -139,7 +139,9 @@ async def test_leaving_the_context_ends_the_remote_server(server: ServerProcess)
         assert _gone(pid)
 
 
-async def test_a_server_that_ignores_eof_is_killed_after_the_grace(server: ServerProcess) -> None:
+async def test_a_server_that_ignores_eof_is_killed_after_the_grace(
+    server: BackgroundServer,
+) -> None:
     stubborn = StdioServerParameters(
         command="sh", args=["-c", "echo $$ >&2; echo not-json; exec sleep 300"], cwd="/tmp"
     )
@@ -156,7 +158,7 @@ async def test_a_server_that_ignores_eof_is_killed_after_the_grace(server: Serve
     assert _gone(pid)
 
 
-async def test_a_missing_command_fails_at_entry(server: ServerProcess) -> None:
+async def test_a_missing_command_fails_at_entry(server: BackgroundServer) -> None:
     from exec_server.client import RemoteError
 
     bad = StdioServerParameters(command="/nonexistent/mcp-server", cwd="/tmp")

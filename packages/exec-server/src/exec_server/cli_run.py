@@ -423,7 +423,13 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
                 print(client.session_id, proc.process_id)
                 return 0
             with _raw_terminal(0) if tty else contextlib.nullcontext():
-                code = await _stream(proc, stdin, tty=tty)
+                try:
+                    code = await _stream(proc, stdin, tty=tty)
+                except asyncio.CancelledError:
+                    # SIGTERM or SIGHUP to us: the command ends with its run, as one started by
+                    # ssh does when its terminal hangs up (not left until the session expires).
+                    await _end_quietly(proc)
+                    raise
             denied = proc.exit is not None and proc.exit.sandbox_denied
             if not (denied and sandbox is not None):
                 return code
@@ -432,6 +438,13 @@ async def _run(args: argparse.Namespace, command: list[str]) -> int:
             if not _at_terminal() or not await _ask_retry(stdin):
                 return code
             sandbox = None
+
+
+async def _end_quietly(proc: Process) -> None:
+    """Kill ``proc``'s tree, giving up after a few seconds or on any error."""
+    with contextlib.suppress(ExecServerError, TimeoutError, OSError):
+        async with asyncio.timeout(5):
+            await proc.terminate()
 
 
 async def _attach(args: argparse.Namespace) -> int:
