@@ -30,7 +30,7 @@ from escape_cases import (
 from exec_server.sandbox import is_sandbox_denied
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
 from fs_cases import FS_OPS, FS_PARAMS, FS_TARGETS, fs_intent, prepare_fs_world, tree
-from sandbox_intents import workspace_write
+from sandbox_intents import read_only, workspace_write
 
 from tests.support import start_params, wait_until
 
@@ -153,6 +153,22 @@ async def test_workspace_write_command_through_the_server_still_writes_inside_it
     assert (world.root / "d" / "moved").read_text() == "x\n"
     assert (world.root / "d" / "hard").samefile(world.root / "d" / "moved")
     assert (world.root / "d" / "sub" / ".git" / "config").read_text() == "y\n"
+
+
+@pytest.mark.parametrize("intent", ["workspace-write", "read-only"])
+async def test_relative_paths_resolve_in_the_sandboxed_working_directory(
+    intent: str, world: World, client: RawClient
+) -> None:
+    # cwd is the root: a relative write lands in it under workspace-write (it met the host
+    # mount beneath the root's bind mount, read-only, before the helper entered it again).
+    sandbox = workspace_write(world.root) if intent == "workspace-write" else read_only()
+    r = await run(client, world, "echo rel > rel.txt && cat rel.txt", sandbox=sandbox)
+    if intent == "workspace-write":
+        assert (r.exit_code, r.output) == (0, b"rel\n")
+        assert (world.root / "rel.txt").read_text() == "rel\n"
+    else:
+        assert r.exit_code != 0 and b"Read-only file system" in r.output, r.output
+        assert not (world.root / "rel.txt").exists()
 
 
 # -- background children ------------------------------------------------------------------------

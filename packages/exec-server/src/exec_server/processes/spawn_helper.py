@@ -52,6 +52,7 @@ TOLERATED_ERRNOS = (2, 22)
 SYS = {
     "write": 1,
     "close": 3,
+    "chdir": 80,
     "mmap": 9,
     "rt_sigprocmask": 14,
     "capset": 126,

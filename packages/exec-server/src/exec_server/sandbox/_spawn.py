@@ -114,7 +114,9 @@ def prepare_spawn(
     target = resolve_program(argv[0], cwd)
     setup = Setup(policy, layers)
     try:
-        helper_fd = setup.write_helper(userns=layers.userns, own_proc=layers.own_proc, leaf=leaf)
+        helper_fd = setup.write_helper(
+            userns=layers.userns, own_proc=layers.own_proc, leaf=leaf, cwd=cwd
+        )
     except BaseException:
         setup.release()
         raise
@@ -135,6 +137,7 @@ def _build_script(
     userns: bool,
     own_proc: bool,
     mounts: MountPlan | None,
+    cwd: str | None,
     ruleset_fd: int | None,
     landlock_proc: bool,
     bpf: bytes | None,
@@ -155,6 +158,10 @@ def _build_script(
         if tolerant:
             s.tolerate()
         s.call("mount", 0 if source is None else s.cstr(source), s.cstr(target), 0, mount_flags, 0)
+    if cwd is not None:
+        # The working directory was entered before the mounts: it is the host mount beneath a
+        # writable root's bind mount, remounted read-only. Enter it again, through the binds.
+        s.call("chdir", s.cstr(os.fsencode(cwd)))
     s.call("mmap", SCRATCH, 4096, 3, _MAP_SHARED_ANONYMOUS_FIXED, -1, 0)
     s.call("rt_sigprocmask", _SIG_BLOCK, s.ref(b"\xff" * 8), 0, 8)
     s.fork_outer()
@@ -210,7 +217,9 @@ class Setup:
         """Descriptors the helper needs in the child (it closes them before the final exec)."""
         return tuple(fd for fd in (self._ruleset_fd, self._helper_fd) if fd is not None)
 
-    def write_helper(self, *, userns: bool, own_proc: bool, leaf: str | None) -> int:
+    def write_helper(
+        self, *, userns: bool, own_proc: bool, leaf: str | None, cwd: str | None = None
+    ) -> int:
         """Generate the helper for this plan; returns its (read-only) descriptor."""
         helper = HelperFile()
         self._helper_fd = helper.fd
@@ -222,6 +231,7 @@ class Setup:
             userns=userns,
             own_proc=own_proc,
             mounts=self._mounts,
+            cwd=cwd if self._mounts is not None else None,
             ruleset_fd=self._ruleset_fd,
             landlock_proc=own_proc and handles_reads(self._policy, _probe.layers().landlock_abi),
             bpf=self._bpf,
@@ -259,6 +269,7 @@ def probe_namespaces(*, userns: bool, own_proc: bool) -> str | None:
             userns=userns,
             own_proc=own_proc,
             mounts=None,
+            cwd=None,
             ruleset_fd=None,
             landlock_proc=False,
             bpf=None,
