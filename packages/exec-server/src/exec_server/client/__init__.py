@@ -24,6 +24,7 @@ from ..exceptions import (
 from ._approval import Approve, CompletedRun, run_with_approval
 from ._backoff import Backoff
 from ._client import Client, SandboxDeniedHandler, connect
+from ._errors import CwdNotFound, ProgramNotFound, RemoteOSError
 from ._events import Event, ExitEvent, OutputEvent
 from ._process import Process
 from ._state import ClientState
@@ -36,13 +37,16 @@ __all__ = [
     "ClientState",
     "CompletedRun",
     "ConnectionLost",
+    "CwdNotFound",
     "Event",
     "ExecServerError",
     "ExitEvent",
     "OutputEvent",
     "OutputLost",
+    "ProgramNotFound",
     "Process",
     "RemoteError",
+    "RemoteOSError",
     "SandboxDenied",
     "SandboxDeniedHandler",
     "SessionLost",

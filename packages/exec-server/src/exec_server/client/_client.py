@@ -46,6 +46,7 @@ from ._events import ClosedEvent, ExitEvent, OutputEvent
 from ._process import Process
 from ._state import ClientEvent, ClientState, transition
 from ._transport import HandshakeRejected, WsConnection, open_connection
+from .files import Files
 
 __all__ = ["Client", "SandboxDeniedHandler", "connect"]
 
@@ -152,6 +153,8 @@ class Client:
         self._resumed_waiters: list[asyncio.Future[None]] = []
         self._ready = False
         """Whether the first handshake succeeded (only then is a drop recovered)."""
+        self._listeners: dict[str, list[Callable[[Any], None]]] = {}
+        self._files: Files | None = None
 
     # ------------------------------------------------------------------ context
 
@@ -312,6 +315,22 @@ class Client:
         result: EnvironmentInfo = await self.call("environment/info")
         return result
 
+    # ------------------------------------------------------------------ files
+
+    @property
+    def files(self) -> Files:
+        """The server's file system (see :mod:`exec_server.client.files`)."""
+        if self._files is None:
+            self._files = Files(self)
+        return self._files
+
+    def _add_listener(self, method: str, listener: Callable[[Any], None]) -> None:
+        self._listeners.setdefault(method, []).append(listener)
+
+    def _remove_listener(self, method: str, listener: Callable[[Any], None]) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._listeners[method].remove(listener)
+
     # ------------------------------------------------------------------ processes
 
     async def start(
@@ -452,8 +471,12 @@ class Client:
                 proc = self._processes.get(cl.process_id)
                 if proc is not None:
                     proc._push(ClosedEvent(cl.seq))
-            elif self.on_notification is not None:
-                self.on_notification(method, msgspec.json.decode(params) if params else None)
+            else:
+                decoded = msgspec.json.decode(params) if params else None
+                for listener in list(self._listeners.get(method, ())):
+                    listener(decoded)
+                if self.on_notification is not None:
+                    self.on_notification(method, decoded)
         except (msgspec.DecodeError, ValueError) as exc:
             log.warning("bad %s notification from the server: %s", method, exc)
 

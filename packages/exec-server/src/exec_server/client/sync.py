@@ -36,6 +36,7 @@ from ._approval import _run_to_end
 from ._client import Client, connect
 from ._events import Event
 from ._process import Process
+from .files import SyncFiles
 
 __all__ = ["CALL_TIMEOUT", "TERMINATE_GRACE", "SyncClient", "SyncProcess"]
 
@@ -131,6 +132,11 @@ class SyncClient:
     def session_id(self) -> str:
         """The server-side session (pass it to ``connect(url, resume_session_id=...)``)."""
         return self._connected().session_id
+
+    @property
+    def files(self) -> SyncFiles:
+        """The server's file system (see :class:`exec_server.client.files.SyncFiles`)."""
+        return SyncFiles(self)
 
     def _connected(self) -> Client:
         if self._client is None:
