@@ -100,7 +100,7 @@ def test_a_run_past_its_timeout_kills_the_process_and_raises_timeout_error(
     sc: SyncClient, tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "pid"
-    with pytest.raises(TimeoutError, match="was killed"):
+    with pytest.raises(TimeoutError, match="tree was killed"):
         sc.run(
             ["sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"],
             cwd="/tmp",

@@ -17,13 +17,14 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Generator
+import subprocess
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from ssl import SSLContext
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 import pybase64
-from exec_server_protocol import METHODS, ErrorCode, ErrorObject, PathUri, format_path_uri
+from exec_server_protocol import METHODS, ErrorCode, ErrorObject
 from exec_server_protocol.process import (
     EnvPolicy,
     ProcessClosedNotification,
@@ -40,9 +41,11 @@ from exec_server_protocol.session import EnvironmentInfo, InitializeParams, Init
 from msgspec import UNSET, UnsetType
 
 from ..exceptions import ConnectionLost, RemoteError, SandboxDenied, SessionLost
+from . import _run
 from ._backoff import Backoff
 from ._calls import Call, CallTable
 from ._events import ClosedEvent, ExitEvent, OutputEvent
+from ._paths import RemotePath, to_uri
 from ._process import Process
 from ._state import ClientEvent, ClientState, transition
 from ._transport import HandshakeRejected, WsConnection, open_connection
@@ -58,7 +61,7 @@ TAKEOVER_CLOSE_CODE = 4000
 TAKEOVER_MESSAGE = "session has been resumed by another connection"
 _INITIALIZED = b'{"method":"initialized","params":{}}'
 
-SandboxDeniedHandler = Callable[[Process, SandboxDenied], Awaitable[int]]
+SandboxDeniedHandler = Callable[[Process[Any], SandboxDenied], Awaitable[int]]
 """Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
 returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""
 
@@ -146,7 +149,7 @@ class Client:
         self._generation = 0
         self._calls: CallTable[asyncio.Future[msgspec.Raw]] = CallTable()
         self._init_call: Call[asyncio.Future[msgspec.Raw]] | None = None
-        self._processes: dict[str, Process] = {}
+        self._processes: dict[str, Process[Any]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._ids = secrets.token_hex(4)
         self._counter = 0
@@ -333,12 +336,13 @@ class Client:
 
     # ------------------------------------------------------------------ processes
 
+    @overload
     async def start(
         self,
-        argv: list[str],
+        argv: Sequence[str],
         *,
-        cwd: str,
-        env: dict[str, str] | None = None,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
         tty: bool = False,
         pipe_stdin: bool = False,
         arg0: str | None = None,
@@ -346,43 +350,123 @@ class Client:
         sandbox: SandboxIntent | None = None,
         pty_size: tuple[int, int] | None = None,
         process_id: str | None = None,
-    ) -> Process:
+        text: Literal[False] = False,
+        encoding: None = None,
+        errors: str | None = None,
+    ) -> Process[bytes]: ...
+
+    @overload
+    async def start(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        pipe_stdin: bool = False,
+        arg0: str | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        pty_size: tuple[int, int] | None = None,
+        process_id: str | None = None,
+        text: Literal[True],
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> Process[str]: ...
+
+    @overload
+    async def start(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        pipe_stdin: bool = False,
+        arg0: str | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        pty_size: tuple[int, int] | None = None,
+        process_id: str | None = None,
+        text: bool = False,
+        encoding: str,
+        errors: str | None = None,
+    ) -> Process[str]: ...
+
+    async def start(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        pipe_stdin: bool = False,
+        arg0: str | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        pty_size: tuple[int, int] | None = None,
+        process_id: str | None = None,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> Process[Any]:
         """Start a process (``process/start``).
 
         Args:
-            argv: the command; ``argv[0]`` is looked up on the server's PATH.
-            cwd: working directory, a native absolute path or a ``file:`` URI.
-            env: the child's environment (exactly this unless ``env_policy`` is given).
+            argv: the command, a list of strings (a ``str`` is refused: it would not be
+                split the way a shell splits it); ``argv[0]`` is looked up on the PATH of
+                the child's environment, else of the server's.
+            cwd: working directory: a native absolute path, a :class:`pathlib.Path` or a
+                ``file:`` URI; default: the server's working directory.
+            env: variables added to (or overriding) the inherited environment.
             tty: run it on a pseudo-terminal (output stream ``"pty"``).
             pipe_stdin: give a non-tty process a stdin pipe (else stdin is /dev/null).
             arg0: what the child sees as argv[0].
-            env_policy: build the environment from the server's (docs/protocol.md §4).
-            sandbox: the sandbox intent (docs/protocol.md §8).
+            env_policy: how the environment is built from the *server's* environment
+                (docs/protocol.md §4). Default ``EnvPolicy(inherit="all")``: the server's
+                environment except names containing KEY, SECRET or TOKEN; pass
+                ``EnvPolicy(inherit="none")`` for exactly ``env``, or
+                ``EnvPolicy(inherit="all", ignore_default_excludes=True)`` for everything.
+            sandbox: the sandbox intent (see :mod:`exec_server.client.sandbox`).
             pty_size: (rows, cols) of the terminal.
             process_id: defaults to a fresh unique id.
+            text, encoding, errors: make :attr:`Process.stdout` / :attr:`Process.stderr`
+                yield ``str`` (``encoding`` default UTF-8).
 
         Raises:
-            RemoteError: the server refused (bad argv, missing program, duplicate id, ...).
+            TypeError: ``argv`` is a string.
+            ProgramNotFound: ``argv[0]`` does not exist (a :class:`FileNotFoundError`).
+            CwdNotFound: ``cwd`` does not exist (a :class:`FileNotFoundError`).
+            RemoteError: the server refused otherwise (duplicate id, quota, sandbox, ...).
         """
+        if isinstance(argv, (str, bytes)):
+            raise TypeError(
+                "argv must be a list of strings, not a string (e.g. ['sh', '-c', 'echo hi'])"
+            )
         if process_id is None:
             self._counter += 1
             process_id = f"p-{self._ids}-{self._counter}"
         if process_id in self._processes:
             raise ValueError(f"process {process_id} is already known to this client")
+        if cwd is None:
+            info = self.environment_info
+            cwd = info.cwd if info is not None else "/"
         params = StartParams(
             process_id=process_id,
             argv=list(argv),
-            cwd=PathUri(cwd if cwd.lower().startswith("file:") else format_path_uri(cwd)),
+            cwd=to_uri(cwd),
             env=dict(env or {}),
             tty=tty,
             pipe_stdin=pipe_stdin,
             arg0=arg0,
-            env_policy=env_policy,
+            env_policy=env_policy if env_policy is not None else EnvPolicy(inherit="all"),
             sandbox=sandbox,
             pty_size=PtySize(rows=pty_size[0], cols=pty_size[1]) if pty_size else None,
         )
         # Registered first: its notifications may race the response (the reference's do).
-        proc = Process(self, process_id)
+        proc: Process[Any] = Process(self, process_id)
+        if text or encoding is not None:
+            proc._set_text(encoding or "utf-8", errors or "strict")
         self._processes[process_id] = proc
         call = self._submit("process/start", _encode(params), retry=True)
         try:
@@ -394,25 +478,148 @@ class Client:
                 # Our first attempt reached the server; its response was lost in a drop.
                 return proc
             self._forget(proc)
-            raise
+            raise await self._start_error(exc, params) from None
         except BaseException:
             self._forget(proc)
             raise
         proc.sandbox_type = _decode(raw, StartResult).sandbox_type
         return proc
 
-    def attach(self, process_id: str, *, after_seq: int = 0) -> Process:
+    async def _start_error(self, exc: RemoteError, params: StartParams) -> RemoteError:
+        """The exception for a refused start: which path was missing, if one was."""
+        return exc
+
+    @overload
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: RemotePath | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: Literal[False] = False,
+        encoding: None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[bytes]: ...
+
+    @overload
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: Literal[True],
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    @overload
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: bool = False,
+        encoding: str,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run a command to its end and capture its output, like :func:`subprocess.run`.
+
+        Args:
+            argv, cwd, env, env_policy, sandbox, tty: as :meth:`start`.
+            input: written to stdin, which is then closed (without it stdin is /dev/null).
+            timeout: seconds for the whole run; then the process tree is killed and
+                :class:`TimeoutExpired` raised.
+            check: raise :class:`subprocess.CalledProcessError` for a non-zero exit code.
+            text, encoding, errors: decode stdout and stderr (and encode a ``str`` input).
+
+        Returns:
+            ``CompletedProcess(argv, returncode, stdout, stderr)``; a tty's output counts as
+            stdout; returncode is 128+N when the process was killed by signal N.
+
+        Raises:
+            TimeoutExpired: ``timeout`` passed (the tree was killed); also a TimeoutError.
+            subprocess.CalledProcessError: ``check`` and a non-zero exit code.
+            SandboxDenied: the server reported that the sandbox probably caused the failure.
+            ProgramNotFound, CwdNotFound, RemoteError: the server refused the start.
+            ConnectionLost, SessionLost: the connection could not be recovered.
+
+        Cancelling the awaiting task kills the remote process tree before the cancellation
+        propagates.
+        """
+        decode = encoding or ("utf-8" if text else None)
+        if isinstance(input, str):
+            if decode is None:
+                raise TypeError("a str input needs text=True or an encoding")
+            input = input.encode(decode, errors or "strict")
+        argv = list(argv) if not isinstance(argv, (str, bytes)) else argv
+        proc = await self.start(
+            argv,
+            cwd=cwd,
+            env=env,
+            env_policy=env_policy,
+            sandbox=sandbox,
+            tty=tty,
+            pipe_stdin=input is not None and not tty,
+        )
+        return await _run.finish(
+            proc,
+            list(argv),
+            input=input,
+            timeout=timeout,
+            check=check,
+            encoding=decode,
+            errors=errors,
+        )
+
+    def attach(self, process_id: str, *, after_seq: int = 0) -> Process[bytes]:
         """A handle for a process started earlier in this session (e.g. by a client that ran
         before this one resumed the session); its events after ``after_seq`` are fetched."""
         if process_id in self._processes:
             raise ValueError(f"process {process_id} is already known to this client")
         self._check_usable()
-        proc = Process(self, process_id, after_seq=after_seq)
+        proc: Process[bytes] = Process(self, process_id, after_seq=after_seq)
         self._processes[process_id] = proc
         proc._ensure_catch_up()
         return proc
 
-    def _forget(self, proc: Process) -> None:
+    def _forget(self, proc: Process[Any]) -> None:
         if self._processes.get(proc.process_id) is proc:
             del self._processes[proc.process_id]
 

@@ -14,8 +14,9 @@ import itertools
 import logging
 import secrets
 import signal as _signal
+import typing
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic
 
 import pybase64
 from exec_server_protocol import EmptyResult, ErrorCode
@@ -43,7 +44,14 @@ from ._events import ClosedEvent, Event, ExitEvent, LostMarker, OutputEvent
 from ._reassembly import Released, SeqReassembler
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
     from ._client import Client
+
+    S = TypeVar("S", str, bytes, default=bytes)
+    """What the output streams of a process yield: bytes, or str for ``text=True``."""
+else:
+    S = typing.TypeVar("S", str, bytes)
 
 __all__ = ["Process"]
 
@@ -65,7 +73,7 @@ _STARTING_RETRIES = 50
 MIN_READ_PAGE = 1024
 
 
-class Process:
+class Process(Generic[S]):
     """A process running on the server. Made by :meth:`Client.start` or :meth:`Client.attach`.
 
     Attributes:
@@ -92,9 +100,13 @@ class Process:
         self._tail = bytearray()
         self._write_prefix = secrets.token_hex(4)
         self._write_ids = itertools.count(1)
+        self._text: tuple[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"<Process {self.process_id} returncode={self.returncode}>"
+
+    def _set_text(self, encoding: str, errors: str) -> None:
+        self._text = (encoding, errors)
 
     @property
     def closed(self) -> bool:
@@ -204,7 +216,7 @@ class Process:
 
     # ------------------------------------------------------------------ events out
 
-    def __aiter__(self) -> Process:
+    def __aiter__(self) -> Process[S]:
         return self
 
     async def __anext__(self) -> Event:
