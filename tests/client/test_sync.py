@@ -143,7 +143,7 @@ def test_writing_to_a_process_without_a_stdin_pipe_raises_stdin_closed(sc: SyncC
     proc = sc.start(["sleep", "30"], cwd="/tmp", env=ENV)
     with pytest.raises(StdinClosed):
         proc.write(b"x")
-    assert proc.terminate() is True
+    assert proc.kill() is True
     assert proc.wait(timeout=10) == 137
 
 

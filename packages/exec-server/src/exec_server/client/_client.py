@@ -27,8 +27,10 @@ import pybase64
 from exec_server_protocol import METHODS, ErrorCode, ErrorObject
 from exec_server_protocol.process import (
     EnvPolicy,
+    ListResult,
     ProcessClosedNotification,
     ProcessExitedNotification,
+    ProcessInfo,
     ProcessOutputNotification,
     PtySize,
     ReadParams,
@@ -44,8 +46,9 @@ from ..exceptions import ConnectionLost, RemoteError, SandboxDenied, SessionLost
 from . import _run
 from ._backoff import Backoff
 from ._calls import Call, CallTable
+from ._errors import translate_start_error
 from ._events import ClosedEvent, ExitEvent, OutputEvent
-from ._paths import RemotePath, to_uri
+from ._paths import RemotePath, native, to_uri
 from ._process import Process
 from ._state import ClientEvent, ClientState, transition
 from ._transport import HandshakeRejected, WsConnection, open_connection
@@ -467,6 +470,8 @@ class Client:
         proc: Process[Any] = Process(self, process_id)
         if text or encoding is not None:
             proc._set_text(encoding or "utf-8", errors or "strict")
+        proc._has_stdin = tty or pipe_stdin
+        proc.args = list(argv)
         self._processes[process_id] = proc
         call = self._submit("process/start", _encode(params), retry=True)
         try:
@@ -487,7 +492,20 @@ class Client:
 
     async def _start_error(self, exc: RemoteError, params: StartParams) -> RemoteError:
         """The exception for a refused start: which path was missing, if one was."""
-        return exc
+        if not params.argv:
+            return exc
+        cwd = native(params.cwd)
+        reason = exc.data.get("reason") if exc.data is not None else None
+        if (
+            reason is None
+            and exc.code == ErrorCode.INTERNAL_ERROR
+            and exc.message.endswith("(os error 2)")
+        ):
+            # A server without error data (the reference): look at the cwd ourselves.
+            with contextlib.suppress(Exception):
+                if not await self.files.exists(cwd):
+                    reason = "cwdNotFound"
+        return translate_start_error(exc, params.argv[0], cwd, reason)
 
     @overload
     async def run(
@@ -608,6 +626,32 @@ class Client:
             errors=errors,
         )
 
+    def _capability(self, name: str) -> bool:
+        info = self.environment_info
+        return info is not None and info.capabilities.get(name, False)
+
+    async def processes(self) -> list[ProcessInfo]:
+        """The session's processes, in start order, also those started before a resume by
+        another client (``process/list`` [ours]); pass an id to :meth:`attach` to read one.
+
+        Against a server without the ``processList`` capability (the reference) this lists
+        the processes this client knows of.
+        """
+        if self._capability("processList"):
+            result = await self._request("process/list", None, ListResult)
+            return result.processes
+        return [
+            ProcessInfo(
+                process_id=p.process_id,
+                argv=list(p.args),
+                tty=False,
+                running=p.exit is None,
+                exit_code=p.returncode,
+                closed=p.closed,
+            )
+            for p in self._processes.values()
+        ]
+
     def attach(self, process_id: str, *, after_seq: int = 0) -> Process[bytes]:
         """A handle for a process started earlier in this session (e.g. by a client that ran
         before this one resumed the session); its events after ``after_seq`` are fetched."""
@@ -655,7 +699,14 @@ class Client:
             if not fut.done():
                 fut.set_exception(self.failure or _taken_over(self.session_id, ""))
         else:
-            fut.set_exception(RemoteError(msg.error.code, msg.error.message))
+            detail = msg.error.data
+            fut.set_exception(
+                RemoteError(
+                    msg.error.code,
+                    msg.error.message,
+                    detail if isinstance(detail, dict) else None,
+                )
+            )
 
     def _on_notification(self, method: str, params: msgspec.Raw) -> None:
         try:

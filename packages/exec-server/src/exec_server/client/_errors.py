@@ -125,21 +125,27 @@ def translate_fs_error(exc: RemoteError, path: str | None) -> RemoteError:
     return cls(exc.code, exc.message, number, path)
 
 
-def translate_start_error(exc: RemoteError, argv0: str, cwd: str, cwd_missing: bool) -> RemoteError:
+def translate_start_error(
+    exc: RemoteError, argv0: str, cwd: str, reason: str | None
+) -> RemoteError:
     """The exception to raise for a refused ``process/start``.
 
     Args:
         exc: the server's answer.
         argv0: the program asked for.
         cwd: the working directory asked for (native path).
-        cwd_missing: whether the working directory is known not to exist (from the error's
-            ``data``, or probed with ``fs/getMetadata`` against a server that sends none).
+        reason: what was missing: the ``reason`` of the error's ``data`` ([ours]:
+            ``programNotFound``, ``cwdNotFound``, ``cwdNotADirectory``,
+            ``programNotExecutable``), or what the client found out by itself against a
+            server that sends none.
     """
     number = _errno_of(exc) if exc.code == ErrorCode.INTERNAL_ERROR else None
+    if number is None:
+        return exc
+    if reason == "cwdNotFound":
+        return CwdNotFound(exc.code, exc.message, number, cwd)
+    if reason == "cwdNotADirectory":
+        return RemoteNotADirectoryError(exc.code, exc.message, number, cwd)
     if number == errno_mod.ENOENT:
-        if cwd_missing:
-            return CwdNotFound(exc.code, exc.message, number, cwd)
         return ProgramNotFound(exc.code, exc.message, number, argv0)
-    if number is not None:
-        return _BY_ERRNO.get(number, RemoteOSError)(exc.code, exc.message, number, argv0)
-    return exc
+    return _BY_ERRNO.get(number, RemoteOSError)(exc.code, exc.message, number, argv0)

@@ -101,6 +101,10 @@ class Process(Generic[S]):
         self._write_prefix = secrets.token_hex(4)
         self._write_ids = itertools.count(1)
         self._text: tuple[str, str] | None = None
+        self.args: list[str] = []
+        """The command (empty for an attached process whose argv the server did not say)."""
+        self._has_stdin: bool | None = None
+        """Whether it was started with a stdin (a pipe or a tty); None: not known here."""
 
     def __repr__(self) -> str:
         return f"<Process {self.process_id} returncode={self.returncode}>"
@@ -318,6 +322,11 @@ class Process(Generic[S]):
             return
         if status == "unknownProcess":
             raise StdinClosed(f"process {self.process_id} is unknown to the server")
+        if self._has_stdin is False:
+            raise StdinClosed(
+                f"process {self.process_id} was started without pipe_stdin=True (its stdin "
+                "is /dev/null): pass pipe_stdin=True to start() to write to it"
+            )
         raise StdinClosed(f"stdin of process {self.process_id} is closed ({status})")
 
     async def close_stdin(self) -> None:
@@ -340,7 +349,23 @@ class Process(Generic[S]):
         )
 
     async def terminate(self) -> bool:
-        """Kill the whole process tree at once (``process/terminate``: SIGKILL).
+        """Ask the process to stop: SIGTERM to its process group (every descendant that did
+        not leave the group), as ``asyncio.subprocess.Process.terminate`` does locally. Use
+        :meth:`kill` for the whole tree at once. Against a server without the
+        ``processExtraSignals`` capability (the reference) this is :meth:`kill`.
+
+        Returns:
+            Whether it was still running as far as this client knows.
+        """
+        if not self._client._capability("processExtraSignals"):
+            return await self.kill()
+        running = self.exit is None
+        await self.send_signal("terminate")
+        return running
+
+    async def kill(self) -> bool:
+        """Kill the whole process tree at once (``process/terminate``: SIGKILL, also to
+        descendants that left the process group).
 
         Returns:
             Whether it was still running.
@@ -349,8 +374,6 @@ class Process(Generic[S]):
             "process/terminate", TerminateParams(process_id=self.process_id), TerminateResult
         )
         return result.running
-
-    kill = terminate
 
     async def resize(self, rows: int, cols: int) -> None:
         """Resize the terminal of a tty process."""

@@ -406,10 +406,13 @@ class SyncProcess:
         self._request(lambda: self._proc.send_signal(sig), "signalling")
 
     def terminate(self) -> bool:
-        """Kill the whole process tree at once (SIGKILL). Returns whether it was running."""
+        """SIGTERM to the process group (see :meth:`Process.terminate`). Returns whether it
+        was still running as far as this client knows."""
         return self._request(self._proc.terminate, "terminating")
 
-    kill = terminate
+    def kill(self) -> bool:
+        """SIGKILL the whole process tree. Returns whether it was running."""
+        return self._request(self._proc.kill, "killing")
 
     def resize(self, rows: int, cols: int) -> None:
         """Resize the terminal of a tty process."""
