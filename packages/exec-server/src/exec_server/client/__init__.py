@@ -21,6 +21,7 @@ from ..exceptions import (
     SessionLost,
     StdinClosed,
 )
+from . import sandbox
 from ._approval import Approve, CompletedRun, run_with_approval
 from ._backoff import Backoff
 from ._client import Client, SandboxDeniedHandler, connect
@@ -54,4 +55,5 @@ __all__ = [
     "SyncClient",
     "connect",
     "run_with_approval",
+    "sandbox",
 ]

@@ -282,6 +282,9 @@ class Process(Generic[S]):
 
         Returns:
             (stdout, stderr); a tty's output counts as stdout.
+
+        Raises:
+            SandboxDenied: as :meth:`wait` (after reading everything).
         """
         if input is not None:
             await self.write(input, close_stdin=True)
@@ -290,7 +293,7 @@ class Process(Generic[S]):
         async for event in self:
             if isinstance(event, OutputEvent):
                 (err if event.stream == "stderr" else out).extend(event.data)
-        await self.wait(check_sandbox=False)
+        await self.wait()  # SandboxDenied, as from wait()
         return bytes(out), bytes(err)
 
     # ------------------------------------------------------------------ control
