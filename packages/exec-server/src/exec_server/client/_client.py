@@ -51,6 +51,7 @@ from ._events import ClosedEvent, ExitEvent, OutputEvent
 from ._paths import RemotePath, native, to_uri
 from ._process import Process
 from ._state import ClientEvent, ClientState, transition
+from ._streams import demux_of
 from ._transport import HandshakeRejected, WsConnection, open_connection
 from .files import Files
 
@@ -356,6 +357,8 @@ class Client:
         text: Literal[False] = False,
         encoding: None = None,
         errors: str | None = None,
+        on_stdout: Callable[[bytes], object] | None = None,
+        on_stderr: Callable[[bytes], object] | None = None,
     ) -> Process[bytes]: ...
 
     @overload
@@ -375,6 +378,8 @@ class Client:
         text: Literal[True],
         encoding: str | None = None,
         errors: str | None = None,
+        on_stdout: Callable[[str], object] | None = None,
+        on_stderr: Callable[[str], object] | None = None,
     ) -> Process[str]: ...
 
     @overload
@@ -394,6 +399,8 @@ class Client:
         text: bool = False,
         encoding: str,
         errors: str | None = None,
+        on_stdout: Callable[[str], object] | None = None,
+        on_stderr: Callable[[str], object] | None = None,
     ) -> Process[str]: ...
 
     async def start(
@@ -412,6 +419,8 @@ class Client:
         text: bool = False,
         encoding: str | None = None,
         errors: str | None = None,
+        on_stdout: Callable[[Any], object] | None = None,
+        on_stderr: Callable[[Any], object] | None = None,
     ) -> Process[Any]:
         """Start a process (``process/start``).
 
@@ -435,6 +444,9 @@ class Client:
             process_id: defaults to a fresh unique id.
             text, encoding, errors: make :attr:`Process.stdout` / :attr:`Process.stderr`
                 yield ``str`` (``encoding`` default UTF-8).
+            on_stdout, on_stderr: called with each chunk of that stream as it arrives (``str``
+                with ``text``; a tty's output is stdout); the chunks are not buffered, and
+                :meth:`Process.wait` still reports the exit.
 
         Raises:
             TypeError: ``argv`` is a string.
@@ -488,6 +500,8 @@ class Client:
             self._forget(proc)
             raise
         proc.sandbox_type = _decode(raw, StartResult).sandbox_type
+        if on_stdout is not None or on_stderr is not None:
+            demux_of(proc).set_callbacks(on_stdout, on_stderr, proc._text)
         return proc
 
     async def _start_error(self, exc: RemoteError, params: StartParams) -> RemoteError:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import secrets
 import signal as _signal
 import typing
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from typing_extensions import TypeVar
 
     from ._client import Client
+    from ._streams import Expected, OutputStream, _Demux
 
     S = TypeVar("S", str, bytes, default=bytes)
     """What the output streams of a process yield: bytes, or str for ``text=True``."""
@@ -103,6 +105,8 @@ class Process(Generic[S]):
         self._text: tuple[str, str] | None = None
         self.args: list[str] = []
         """The command (empty for an attached process whose argv the server did not say)."""
+        self._demux: _Demux | None = None
+        self._output_streams: dict[str, OutputStream[S]] = {}
         self._has_stdin: bool | None = None
         """Whether it was started with a stdin (a pipe or a tty); None: not known here."""
 
@@ -111,6 +115,45 @@ class Process(Generic[S]):
 
     def _set_text(self, encoding: str, errors: str) -> None:
         self._text = (encoding, errors)
+
+    # ------------------------------------------------------------------ streams
+
+    @property
+    def stdout(self) -> OutputStream[S]:
+        """Standard output (a tty's output too) as a stream: ``readline()``,
+        ``readuntil()``, ``read()``, ``async for line in proc.stdout`` (see
+        :mod:`exec_server.client._streams`; do not iterate the events as well)."""
+        return self._stream("stdout")
+
+    @property
+    def stderr(self) -> OutputStream[S]:
+        """Standard error as a stream (see :attr:`stdout`)."""
+        return self._stream("stderr")
+
+    def _stream(self, name: str) -> OutputStream[S]:
+        from ._streams import OutputStream, demux_of
+
+        streams = self._output_streams
+        if name not in streams:
+            streams[name] = OutputStream(demux_of(self), name, self._text)
+        return streams[name]
+
+    async def expect(
+        self, pattern: bytes | re.Pattern[bytes], *, timeout: float | None = None
+    ) -> Expected:
+        """Read stdout (or the tty) until ``pattern`` (bytes, or a compiled bytes regex)
+        appears; what comes after the match stays buffered for the next read or expect.
+
+        Returns:
+            :class:`Expected`: ``before`` (the output before the match) and ``match``.
+
+        Raises:
+            TimeoutError: ``timeout`` passed (nothing is consumed).
+            EOFError: the output ended without a match.
+        """
+        from ._streams import expect
+
+        return await expect(self, pattern, timeout)
 
     @property
     def closed(self) -> bool:
@@ -260,6 +303,8 @@ class Process(Generic[S]):
             if self._failure is not None and not isinstance(self._failure, OutputLost):
                 raise self._failure
             await self._changed()
+        if self._demux is not None:
+            await self._demux.callbacks_reached_exit()
         exit_event = self.exit
         if check_sandbox and exit_event.sandbox_denied:
             denied = SandboxDenied(exit_event.exit_code, bytes(self._tail[-TAIL_BYTES:]))
