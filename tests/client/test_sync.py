@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from exec_server.client import (
     ConnectionLost,
+    CwdNotFound,
     ExitEvent,
     OutputEvent,
+    ProgramNotFound,
     RemoteError,
     SessionLost,
     StdinClosed,
@@ -113,11 +115,12 @@ def test_a_run_past_its_timeout_kills_the_process_and_raises_timeout_error(
     assert sc.run(["true"], cwd="/tmp", env=ENV, timeout=10).returncode == 0
 
 
-def test_a_bad_cwd_raises_remote_error_and_the_client_stays_usable(sc: SyncClient) -> None:
-    with pytest.raises(RemoteError) as info:
+def test_a_bad_cwd_raises_cwd_not_found_and_the_client_stays_usable(sc: SyncClient) -> None:
+    with pytest.raises(CwdNotFound) as info:
         sc.run(["true"], cwd="/no/such/dir", env=ENV, timeout=10)
-    assert type(info.value) is RemoteError and info.value.code == -32603
-    with pytest.raises(RemoteError):
+    assert isinstance(info.value, RemoteError) and info.value.code == -32603
+    assert info.value.filename == "/no/such/dir"
+    with pytest.raises(ProgramNotFound):
         sc.start(["/no/such/program"], cwd="/tmp", env=ENV)
     assert sc.run(["echo", "ok"], cwd="/tmp", env=ENV, timeout=10).stdout == b"ok\n"
 
