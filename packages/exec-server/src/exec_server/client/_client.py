@@ -65,6 +65,9 @@ TAKEOVER_CLOSE_CODE = 4000
 TAKEOVER_MESSAGE = "session has been resumed by another connection"
 _INITIALIZED = b'{"method":"initialized","params":{}}'
 
+MAX_BUFFERED_OUTPUT = 8 << 20
+"""Default of ``max_buffered_output``: bytes of unread output buffered per process."""
+
 SandboxDeniedHandler = Callable[[Process[Any], SandboxDenied], Awaitable[int]]
 """Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
 returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""
@@ -130,6 +133,7 @@ class Client:
         ping_timeout: float = 20.0,
         read_page_bytes: int = 1 << 20,
         ssl: SSLContext | None = None,
+        max_buffered_output: int = MAX_BUFFERED_OUTPUT,
     ) -> None:
         self.url = url
         self._ssl = ssl
@@ -144,6 +148,8 @@ class Client:
         self.failure: ConnectionLost | None = None
         self.reconnects = 0
         self.sandbox_denied_handler: SandboxDeniedHandler | None = None
+        self.max_buffered_output = max_buffered_output
+        """Output bytes buffered per process while nobody reads them (see ``Process``)."""
         self.on_notification: Callable[[str, Any], None] | None = None
         """Called with notifications the client does not handle itself (e.g. fs ones)."""
         self._token = token
@@ -988,6 +994,7 @@ def connect(
     ping_timeout: float = 20.0,
     read_page_bytes: int = 1 << 20,
     ssl: SSLContext | None = None,
+    max_buffered_output: int = MAX_BUFFERED_OUTPUT,
 ) -> _Connect:
     """Connect to an exec-server and complete the handshake.
 
@@ -1008,6 +1015,9 @@ def connect(
         read_page_bytes: ``maxBytes`` of the catch-up reads after a reconnect.
         ssl: TLS settings for a ``wss://`` URL (e.g. a context trusting a private CA);
             default: the system's trusted CAs, host name checked. Only with ``wss://``.
+        max_buffered_output: output bytes buffered per process while nobody reads them;
+            beyond, the client relies on the server's retention (``--retention-bytes``) and
+            reports what it evicted as :class:`OutputLost`.
 
     Raises:
         ConnectionLost: the server cannot be reached, its certificate is not trusted, or it
@@ -1027,5 +1037,6 @@ def connect(
         ping_timeout=ping_timeout,
         read_page_bytes=read_page_bytes,
         ssl=ssl,
+        max_buffered_output=max_buffered_output,
     )
     return _Connect(client, resume_session_id)

@@ -3,7 +3,11 @@
 Events (:class:`OutputEvent`, then :class:`ExitEvent`, possibly more output from background
 children) are delivered exactly once and in seq order; iteration ends after the server's
 ``process/closed``. They come from pushed notifications; a ``process/read`` fills any gap
-(after a reconnect, or if a push is missing). Delivered events are buffered until iterated.
+(after a reconnect, or if a push is missing). Delivered events are buffered until iterated,
+up to ``client.max_buffered_output`` bytes of output per process: beyond it the client stops
+taking pushed events and relies on the server's retention; once the reader has taken half of
+the buffer, it reads the rest back, and output the server evicted meanwhile is reported as
+:class:`OutputLost` in its place.
 """
 
 from __future__ import annotations
@@ -106,6 +110,14 @@ class Process(Generic[S]):
         self.args: list[str] = []
         """The command (empty for an attached process whose argv the server did not say)."""
         self._demux: _Demux | None = None
+        self._buffered = 0
+        """Output bytes delivered but not yet iterated."""
+        self._held = False
+        """Over ``client.max_buffered_output``: pushed events are dropped (the server retains
+        them) until the reader takes enough; then a catch-up read fetches them, and what the
+        server evicted meanwhile is reported as :class:`OutputLost`."""
+        self._held_exit: ExitEvent | None = None
+        """An exit pushed while held (for :meth:`wait`; the event stream gets it on resume)."""
         self._output_streams: dict[str, OutputStream[S]] = {}
         self._has_stdin: bool | None = None
         """Whether it was started with a stdin (a pipe or a tty); None: not known here."""
@@ -168,6 +180,12 @@ class Process(Generic[S]):
     # ------------------------------------------------------------------ events in
 
     def _push(self, event: OutputEvent | ExitEvent | ClosedEvent) -> None:
+        if self._held:
+            # Over the buffer cap: the server keeps what it retains; read back on resume.
+            if isinstance(event, ExitEvent) and self._held_exit is None:
+                self._held_exit = event
+                self._wake()
+            return
         self._deliver(self._reasm.push(event))
         if self._reasm.has_gap:
             self._ensure_catch_up()
@@ -177,6 +195,7 @@ class Process(Generic[S]):
             return
         for event in released:
             if isinstance(event, OutputEvent):
+                self._buffered += len(event.data)
                 tail = self._tail
                 tail += event.data
                 if len(tail) > 2 * TAIL_BYTES:
@@ -187,6 +206,8 @@ class Process(Generic[S]):
             self._events.append(event)
         if self._reasm.closed:
             self._client._forget(self)
+        elif self._buffered > self._client.max_buffered_output:
+            self._held = True
         self._wake()
 
     def _wake(self) -> None:
@@ -211,7 +232,7 @@ class Process(Generic[S]):
         self._wake()
 
     def _ensure_catch_up(self) -> None:
-        if self._reasm.closed or self._failure is not None:
+        if self._reasm.closed or self._failure is not None or self._held:
             return
         if self._catch_up is None or self._catch_up.done():
             self._catch_up = asyncio.ensure_future(self._run_catch_up())
@@ -246,6 +267,8 @@ class Process(Generic[S]):
                 page = min(client.read_page_bytes, page * 2)
                 released, complete = self._reasm.feed_read(after, result)
                 self._deliver(released)
+                if self._held:
+                    return  # resumed by the reader once it took enough
                 if complete and (not self._reasm.has_gap or not released):
                     return
         except ConnectionLost:
@@ -278,6 +301,11 @@ class Process(Generic[S]):
         while True:
             if self._events:
                 event = self._events.popleft()
+                if isinstance(event, OutputEvent):
+                    self._buffered -= len(event.data)
+                    if self._held and self._buffered <= self._client.max_buffered_output // 2:
+                        self._held = False
+                        self._ensure_catch_up()
                 if isinstance(event, ClosedEvent):
                     self._ended = True
                     raise StopAsyncIteration
@@ -299,13 +327,16 @@ class Process(Generic[S]):
                 decides otherwise).
             ConnectionLost, SessionLost: recovery failed before the exit was known.
         """
-        while self.exit is None:
+        while self.exit is None and self._held_exit is None:
             if self._failure is not None and not isinstance(self._failure, OutputLost):
                 raise self._failure
             await self._changed()
-        if self._demux is not None:
+        if self._demux is not None and self.exit is not None:
             await self._demux.callbacks_reached_exit()
-        exit_event = self.exit
+        exit_event = self.exit or self._held_exit
+        assert exit_event is not None
+        if self.returncode is None:
+            self.returncode = exit_event.exit_code
         if check_sandbox and exit_event.sandbox_denied:
             denied = SandboxDenied(exit_event.exit_code, bytes(self._tail[-TAIL_BYTES:]))
             handler = self._client.sandbox_denied_handler
