@@ -4,7 +4,6 @@ cancelled, timed-out or interrupted run leaves nothing running on the server."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,28 +16,13 @@ from exec_server.client import Client, SyncClient, connect
 from exec_server.client._run import TimeoutExpired
 from exec_server_protocol.process import EnvPolicy
 
-from tests.support import BackgroundServer, wait_until
+from tests.support import BackgroundServer, process_running, wait_until
 
 
 @pytest.fixture
 async def ec(server: BackgroundServer) -> AsyncIterator[Client]:
     async with connect(server.url) as c:
         yield c
-
-
-def _running(marker: str) -> bool:
-    """Whether a process whose command line contains ``marker`` runs on this host."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline and "pytest" not in cmdline:
-            return True
-    return False
 
 
 async def test_run_captures_output_and_returncode(ec: Client) -> None:
@@ -82,18 +66,18 @@ async def test_a_timeout_kills_the_tree_and_raises_timeout_expired(ec: Client) -
     assert isinstance(caught.value, TimeoutError)
     assert isinstance(caught.value, subprocess.TimeoutExpired)
     assert caught.value.output == b"started\n"
-    assert not _running(marker)
+    assert not process_running(marker)
 
 
 async def test_cancelling_a_run_kills_the_remote_process(ec: Client) -> None:
     marker = "30.25"
     task = asyncio.ensure_future(ec.run(["sleep", marker]))
-    await wait_until(lambda: _running(f"sleep {marker}"))
+    await wait_until(lambda: process_running(f"sleep {marker}"))
     await asyncio.sleep(1)  # the acceptance scenario: cancelled after one second
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await wait_until(lambda: not _running(f"sleep {marker}"), timeout=1)
+    await wait_until(lambda: not process_running(f"sleep {marker}"), timeout=1)
 
 
 async def test_a_str_argv_is_a_type_error(ec: Client) -> None:
@@ -131,7 +115,7 @@ def test_ctrl_c_in_a_script_inside_sync_run_leaves_nothing_remote(
     try:
         assert child.stdout is not None
         assert child.stdout.readline() == b"connected\n"
-        asyncio.run(wait_until(lambda: _running(marker)))
+        asyncio.run(wait_until(lambda: process_running(marker)))
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=20)
     finally:
@@ -139,4 +123,4 @@ def test_ctrl_c_in_a_script_inside_sync_run_leaves_nothing_remote(
             child.kill()
             child.wait()
     assert b"KeyboardInterrupt" in err
-    assert not _running(marker)
+    assert not process_running(marker)

@@ -28,7 +28,10 @@ from ._client import Client, SandboxDeniedHandler, connect
 from ._errors import CwdNotFound, ProgramNotFound, RemoteOSError
 from ._events import Event, ExitEvent, OutputEvent
 from ._process import Process
+from ._run import TimeoutExpired
+from ._shell import Shell, ShellExited
 from ._state import ClientState
+from ._streams import Expected, OutputStream
 from .sync import SyncClient
 
 __all__ = [
@@ -42,8 +45,10 @@ __all__ = [
     "Event",
     "ExecServerError",
     "ExitEvent",
+    "Expected",
     "OutputEvent",
     "OutputLost",
+    "OutputStream",
     "Process",
     "ProgramNotFound",
     "RemoteError",
@@ -51,8 +56,11 @@ __all__ = [
     "SandboxDenied",
     "SandboxDeniedHandler",
     "SessionLost",
+    "Shell",
+    "ShellExited",
     "StdinClosed",
     "SyncClient",
+    "TimeoutExpired",
     "connect",
     "run_with_approval",
     "sandbox",

@@ -50,6 +50,7 @@ from ._errors import translate_start_error
 from ._events import ClosedEvent, ExitEvent, OutputEvent
 from ._paths import RemotePath, native, to_uri
 from ._process import Process
+from ._shell import Shell
 from ._state import ClientEvent, ClientState, transition
 from ._streams import demux_of
 from ._transport import HandshakeRejected, WsConnection, open_connection
@@ -645,6 +646,20 @@ class Client:
             encoding=decode,
             errors=errors,
         )
+
+    async def shell(
+        self,
+        *,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+    ) -> Shell:
+        """A persistent bash: ``await sh.run("cd src && make", timeout=60)`` returns output
+        and exit status; ``cd`` and exported variables persist between runs (see
+        :mod:`exec_server.client._shell` for how, and why pipes rather than a pty).
+        Use as ``async with await client.shell() as sh:``."""
+        return await Shell.open(self, cwd=cwd, env=env, env_policy=env_policy, sandbox=sandbox)
 
     def _capability(self, name: str) -> bool:
         info = self.environment_info
