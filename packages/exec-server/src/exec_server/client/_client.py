@@ -153,6 +153,7 @@ class Client:
         """Output bytes buffered per process while nobody reads them (see ``Process``)."""
         self.on_notification: Callable[[str, Any], None] | None = None
         """Called with notifications the client does not handle itself (e.g. fs ones)."""
+        check_token(token)
         self._token = token
         self._backoff = backoff or Backoff()
         self._ping = (ping_interval, ping_timeout)
@@ -179,7 +180,7 @@ class Client:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"<Client {self.url} session={self.session_id} {self.state.value}>"
+        return f"<Client {self.url} session={_short(self.session_id)} {self.state.value}>"
 
     # ------------------------------------------------------------------ handshake
 
@@ -213,7 +214,8 @@ class Client:
         except RemoteError as exc:
             conn.abort()
             if resume_session_id is not None and exc.code == ErrorCode.INVALID_REQUEST:
-                raise SessionLost(f"cannot resume session: {exc.message}") from exc
+                why = _redact(exc.message, resume_session_id)
+                raise SessionLost(f"cannot resume session: {why}") from None
             raise
         except BaseException:
             conn.abort()
@@ -877,19 +879,22 @@ class Client:
             if err.code == ErrorCode.INVALID_REQUEST and "unknown session" in err.message:
                 self._give_up(
                     SessionLost(
-                        f"session {self.session_id} is gone (expired or unknown to the "
-                        f"server): {err.message}"
+                        f"session {_short(self.session_id)} is gone (expired or unknown to the "
+                        f"server): {_redact(err.message, self.session_id)}"
                     )
                 )
             else:
                 self._give_up(
-                    ConnectionLost(f"the server refused to resume the session: {err.message}")
+                    ConnectionLost(
+                        "the server refused to resume the session: "
+                        + _redact(err.message, self.session_id)
+                    )
                 )
             return
         self.state = transition(self.state, ClientEvent.RESUMED)
         self.reconnects += 1
         self._backoff.reset()
-        log.info("session %s resumed", self.session_id)
+        log.info("session %s resumed", _short(self.session_id))
         waiters, self._resumed_waiters = self._resumed_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -965,7 +970,43 @@ class Client:
 
 
 def _taken_over(session_id: str, why: str) -> SessionLost:
-    return SessionLost(f"session {session_id} was resumed by another connection ({why})")
+    return SessionLost(f"session {_short(session_id)} was resumed by another connection ({why})")
+
+
+SESSION_ID_SHOWN = 8
+"""Characters of a session id shown in messages and logs: the id is the bearer secret that
+resumes a session (as in the server's logs)."""
+
+
+def _short(session_id: str) -> str:
+    return f"{session_id[:SESSION_ID_SHOWN]}..." if session_id else "-"
+
+
+def _redact(message: str, session_id: str) -> str:
+    return message.replace(session_id, _short(session_id)) if session_id else message
+
+
+def check_token(token: str | None) -> None:
+    """Refuse a bearer token that cannot go in an HTTP header, without echoing it.
+
+    Raises:
+        ValueError: it has whitespace or control characters (e.g. the trailing newline of a
+            token file) or non-ASCII characters, or it is empty.
+    """
+    if token is None:
+        return
+    if not token:
+        raise ValueError("the token is empty")
+    if token != token.strip():
+        raise ValueError(
+            "the token has leading or trailing whitespace (a newline read from a token "
+            "file?): strip it"
+        )
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ValueError(
+            "the token has characters a bearer token cannot carry (whitespace, control or "
+            "non-ASCII characters)"
+        )
 
 
 def _describe(exc: BaseException) -> str:
