@@ -18,7 +18,7 @@ import contextlib
 import logging
 import secrets
 import subprocess
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from ssl import SSLContext
 from typing import Any, Literal, TypeVar, overload
 
@@ -48,7 +48,7 @@ from ._backoff import Backoff
 from ._calls import Call, CallTable
 from ._errors import translate_start_error
 from ._events import ClosedEvent, ExitEvent, OutputEvent
-from ._paths import RemotePath, native, to_uri
+from ._paths import Argv, RemotePath, native, to_uri
 from ._process import Process
 from ._shell import Shell
 from ._state import ClientEvent, ClientState, transition
@@ -352,7 +352,7 @@ class Client:
     @overload
     async def start(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         env: Mapping[str, str] | None = None,
@@ -373,7 +373,7 @@ class Client:
     @overload
     async def start(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         env: Mapping[str, str] | None = None,
@@ -394,7 +394,7 @@ class Client:
     @overload
     async def start(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         env: Mapping[str, str] | None = None,
@@ -414,7 +414,7 @@ class Client:
 
     async def start(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         env: Mapping[str, str] | None = None,
@@ -533,7 +533,7 @@ class Client:
     @overload
     async def run(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         input: bytes | None = None,
@@ -551,7 +551,7 @@ class Client:
     @overload
     async def run(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         input: str | bytes | None = None,
@@ -569,7 +569,7 @@ class Client:
     @overload
     async def run(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         input: str | bytes | None = None,
@@ -586,7 +586,7 @@ class Client:
 
     async def run(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         input: str | bytes | None = None,

@@ -7,7 +7,11 @@ from typing import Union
 
 from exec_server_protocol import InvalidPathUriError, PathUri, format_path_uri, parse_path_uri
 
-__all__ = ["RemotePath", "native", "to_uri"]
+__all__ = ["Argv", "RemotePath", "native", "to_uri"]
+
+Argv = list[str] | tuple[str, ...]
+"""A command: a list (or tuple) of strings. Not any ``Sequence[str]``: a ``str`` is one, and
+``"echo hi"`` would run a program named ``e``."""
 
 RemotePath = Union[str, "os.PathLike[str]"]
 """A path on the server: a native absolute path (``str`` or :class:`pathlib.Path`) or a

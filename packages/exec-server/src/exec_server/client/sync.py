@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, TypeVar, overload
 
 from exec_server_protocol.process import EnvPolicy, SignalName
@@ -35,7 +35,7 @@ from ..exceptions import ConnectionLost
 from . import _run
 from ._client import Client, connect
 from ._events import Event
-from ._paths import RemotePath
+from ._paths import Argv, RemotePath
 from ._process import Process
 from .files import SyncFiles
 
@@ -149,7 +149,7 @@ class SyncClient:
     @overload
     def run(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         input: bytes | None = None,
@@ -167,7 +167,7 @@ class SyncClient:
     @overload
     def run(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         input: str | bytes | None = None,
@@ -185,7 +185,7 @@ class SyncClient:
     @overload
     def run(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         input: str | bytes | None = None,
@@ -202,7 +202,7 @@ class SyncClient:
 
     def run(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         input: str | bytes | None = None,
@@ -271,7 +271,7 @@ class SyncClient:
 
     def start(
         self,
-        argv: Sequence[str],
+        argv: Argv,
         *,
         cwd: RemotePath | None = None,
         env: Mapping[str, str] | None = None,
