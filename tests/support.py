@@ -45,6 +45,22 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = 10.0) ->
             await asyncio.sleep(0.01)
 
 
+def process_running(marker: str) -> bool:
+    """Whether a process whose command line contains ``marker`` runs on this host (the test
+    runner itself excluded)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and "pytest" not in cmdline:
+            return True
+    return False
+
+
 async def http_request(url: str, request: bytes) -> tuple[int, bytes]:
     """Send a raw HTTP ``request`` to the server at ``url`` (ws://host:port); returns the
     status code and the body once the server closed the connection."""

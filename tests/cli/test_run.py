@@ -233,12 +233,21 @@ async def test_a_detached_command_is_found_by_ps_and_attach(
     assert out.decode().splitlines()[1].split() == [process, "closed", "7"]
 
 
-async def test_ps_without_process_ids_says_the_server_cannot_list(server: BackgroundServer) -> None:
-    code, out, _ = await run_piped("run", server.url, "--detach", "--", "true")
-    session, _ = out.decode().split()
-    code, _, err = await run_piped("ps", server.url, session)
-    assert code == 2
-    assert b"process/list" in err
+async def test_ps_without_process_ids_lists_the_session(server: BackgroundServer) -> None:
+    code, out, _ = await run_piped("run", server.url, "--detach", "--", "sh", "-c", "exit 4")
+    session, process = out.decode().split()
+    await run_piped("attach", server.url, session, process)  # until it is over
+    code, out, _ = await run_piped("ps", server.url, session)
+    assert code == 0
+    assert out.decode().splitlines()[1].split() == [
+        process,
+        "closed",
+        "4",
+        "sh",
+        "-c",
+        "'exit",
+        "4'",
+    ]
 
 
 async def test_an_unreachable_executor_exits_255(unused_tcp_port: int) -> None:

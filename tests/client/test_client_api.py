@@ -62,7 +62,7 @@ async def test_writing_without_a_stdin_pipe_raises_stdin_closed(ec: Client) -> N
     proc = await ec.start(["sleep", "30"], cwd="/tmp", env=ENV)
     with pytest.raises(StdinClosed):
         await proc.write(b"x")
-    assert await proc.terminate() is True
+    assert await proc.kill() is True
     async with asyncio.timeout(10):
         assert await proc.wait() == 137
 

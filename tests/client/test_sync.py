@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from exec_server.client import (
     ConnectionLost,
+    CwdNotFound,
     ExitEvent,
     OutputEvent,
+    ProgramNotFound,
     RemoteError,
     SessionLost,
     StdinClosed,
@@ -100,7 +102,7 @@ def test_a_run_past_its_timeout_kills_the_process_and_raises_timeout_error(
     sc: SyncClient, tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "pid"
-    with pytest.raises(TimeoutError, match="was killed"):
+    with pytest.raises(TimeoutError, match="tree was killed"):
         sc.run(
             ["sh", "-c", f"echo $$ > {pid_file}; exec sleep 60"],
             cwd="/tmp",
@@ -113,11 +115,12 @@ def test_a_run_past_its_timeout_kills_the_process_and_raises_timeout_error(
     assert sc.run(["true"], cwd="/tmp", env=ENV, timeout=10).returncode == 0
 
 
-def test_a_bad_cwd_raises_remote_error_and_the_client_stays_usable(sc: SyncClient) -> None:
-    with pytest.raises(RemoteError) as info:
+def test_a_bad_cwd_raises_cwd_not_found_and_the_client_stays_usable(sc: SyncClient) -> None:
+    with pytest.raises(CwdNotFound) as info:
         sc.run(["true"], cwd="/no/such/dir", env=ENV, timeout=10)
-    assert type(info.value) is RemoteError and info.value.code == -32603
-    with pytest.raises(RemoteError):
+    assert isinstance(info.value, RemoteError) and info.value.code == -32603
+    assert info.value.filename == "/no/such/dir"
+    with pytest.raises(ProgramNotFound):
         sc.start(["/no/such/program"], cwd="/tmp", env=ENV)
     assert sc.run(["echo", "ok"], cwd="/tmp", env=ENV, timeout=10).stdout == b"ok\n"
 
@@ -143,7 +146,7 @@ def test_writing_to_a_process_without_a_stdin_pipe_raises_stdin_closed(sc: SyncC
     proc = sc.start(["sleep", "30"], cwd="/tmp", env=ENV)
     with pytest.raises(StdinClosed):
         proc.write(b"x")
-    assert proc.terminate() is True
+    assert proc.kill() is True
     assert proc.wait(timeout=10) == 137
 
 

@@ -93,7 +93,7 @@ async def test_process_starts_refusals_and_ends_are_audited_without_secrets(
     assert "process start refused" in refused
     refused_fields = _fields(refused)
     assert refused_fields["argv0"] == '"no-such-program\\nforged=line"'  # escaped, one line
-    assert refused_fields["outcome"].strip('"') == refusal
+    assert refused_fields["outcome"].strip('"') == f"{refusal} (programNotFound)"
     assert "forged=line" not in log.replace('"no-such-program\\nforged=line"', "")
 
     killed_end = lines["killed"].splitlines()[1]

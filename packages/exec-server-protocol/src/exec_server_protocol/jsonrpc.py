@@ -70,6 +70,9 @@ class ErrorCode(enum.IntEnum):
 class ErrorObject(msgspec.Struct):
     code: int
     message: str
+    data: Any | UnsetType = UNSET
+    """**[ours]** structured detail, e.g. ``{"reason": "programNotFound", "path": "..."}`` on a
+    refused ``process/start``; omitted when there is none (the reference never sends it)."""
 
 
 class _Envelope(msgspec.Struct):
@@ -274,9 +277,11 @@ def encode_result(request_id: RequestId, result: Any) -> bytes:
     return _encoder.encode(_ResultOut(request_id, result))
 
 
-def encode_error(request_id: RequestId, code: int, message: str) -> bytes:
-    """Encode ``{"id", "error": {"code", "message"}}``."""
-    return _encoder.encode(_ErrorOut(request_id, ErrorObject(int(code), message)))
+def encode_error(
+    request_id: RequestId, code: int, message: str, data: Any | UnsetType = UNSET
+) -> bytes:
+    """Encode ``{"id", "error": {"code", "message"}}`` (and ``data`` when given)."""
+    return _encoder.encode(_ErrorOut(request_id, ErrorObject(int(code), message, data)))
 
 
 def encode_notification(method: str, params: Any) -> bytes:

@@ -12,9 +12,11 @@ from .sandbox import SandboxIntent
 
 __all__ = [
     "EnvPolicy",
+    "ListResult",
     "OutputChunk",
     "ProcessClosedNotification",
     "ProcessExitedNotification",
+    "ProcessInfo",
     "ProcessOutputNotification",
     "PtySize",
     "ReadParams",
@@ -140,6 +142,26 @@ class TerminateParams(Params):
 
 class TerminateResult(Result):
     running: bool
+
+
+class ProcessInfo(WireStruct):
+    """[ours] One process of the session, as ``process/list`` reports it."""
+
+    process_id: str
+    argv: list[str]
+    tty: bool
+    running: bool
+    """Whether its exit is not known yet."""
+    exit_code: int | None
+    closed: bool
+    """Whether its last event (``process/closed``) was recorded; it stays listed while its
+    output is retained."""
+
+
+class ListResult(Result):
+    """[ours] ``process/list``: every process the session still knows, in start order."""
+
+    processes: list[ProcessInfo]
 
 
 class ResizeParams(Params):

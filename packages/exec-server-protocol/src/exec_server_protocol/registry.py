@@ -51,6 +51,7 @@ METHODS: Final[dict[str, MethodSpec]] = {
         _M("process/signal", process.SignalParams, EmptyResult, "exec"),
         _M("process/terminate", process.TerminateParams, process.TerminateResult, "exec"),
         _M("process/resize", process.ResizeParams, EmptyResult, "exec", ours=True),
+        _M("process/list", EmptyParams, process.ListResult, "exec", ours=True),
         _M("fs/readFile", fs.ReadFileParams, fs.ReadFileResult, "filesystem"),
         _M("fs/writeFile", fs.WriteFileParams, EmptyResult, "filesystem"),
         _M("fs/createDirectory", fs.CreateDirectoryParams, EmptyResult, "filesystem"),

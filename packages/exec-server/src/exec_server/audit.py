@@ -89,6 +89,9 @@ class ProcessAudit:
         except Exception as exc:
             extra["sandboxed"] = "yes" if p.sandbox is not None else "no"
             extra["outcome"] = exc.message if isinstance(exc, RpcError) else "internal error"
+            if isinstance(exc, RpcError) and exc.data is not None and "reason" in exc.data:
+                # The path is in argv0= or cwd= already.
+                extra["outcome"] += f" ({exc.data['reason']})"
             log.info("process start refused", extra=extra)
             raise
         extra["sandboxed"] = "no" if result.sandbox_type == "none" else "yes"

@@ -444,7 +444,7 @@ async def _end_quietly(proc: Process) -> None:
     """Kill ``proc``'s tree, giving up after a few seconds or on any error."""
     with contextlib.suppress(ExecServerError, TimeoutError, OSError):
         async with asyncio.timeout(5):
-            await proc.terminate()
+            await proc.kill()
 
 
 async def _attach(args: argparse.Namespace) -> int:
@@ -469,21 +469,20 @@ async def _ps(args: argparse.Namespace) -> int:
         client_name="exec-server-cli",
         resume_session_id=args.session,
     ) as client:
-        ids = list(args.processes)
-        if not ids:
-            try:
-                listed = await client.call("process/list", {})
-            except RemoteError as exc:
-                if exc.code != -32601:
-                    raise
-                print("exec-server ps: this server cannot list a session's processes "
-                      "(no process/list): name the process ids", file=sys.stderr)  # fmt: skip
-                return EXIT_USAGE
-            for entry in listed.get("processes", []) if isinstance(listed, dict) else []:
-                ids.append(str(entry.get("processId", entry)) if isinstance(entry, dict) else entry)
-        print(f"{'PROCESS':<24} {'STATE':<8} {'EXIT':>5}")
+        info = client.environment_info or await client.environment()
+        if not args.processes and not info.capabilities.get("processList", False):
+            print("exec-server ps: this server cannot list a session's processes "
+                  "(no process/list): name the process ids", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        print(f"{'PROCESS':<24} {'STATE':<8} {'EXIT':>5}  COMMAND")
         status = 0
-        for process_id in ids:
+        if not args.processes:
+            for entry in await client.processes():
+                state = "closed" if entry.closed else "running" if entry.running else "exited"
+                code = "-" if entry.exit_code is None else str(entry.exit_code)
+                print(f"{entry.process_id:<24} {state:<8} {code:>5}  {shlex.join(entry.argv)}")
+            return status
+        for process_id in args.processes:
             try:
                 result = await client.read(process_id, max_bytes=1)
             except RemoteError as exc:

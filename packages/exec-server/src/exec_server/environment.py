@@ -39,6 +39,8 @@ CAPABILITIES: dict[str, bool] = {
     "sessionTakeover": True,
     "concurrentRequests": True,
     "treeKill": True,
+    "startErrorData": True,
+    "processList": True,
 }
 
 

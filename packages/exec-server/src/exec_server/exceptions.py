@@ -17,6 +17,8 @@ Third-party exceptions are translated at the boundary (``raise ... from exc``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from exec_server_protocol import ErrorCode
 
 __all__ = [
@@ -42,12 +44,17 @@ class ExecServerError(Exception):
 
 
 class RpcError(ExecServerError):
-    """An error with a JSON-RPC code; its message is safe to send to the peer."""
+    """An error with a JSON-RPC code; its message is safe to send to the peer.
 
-    def __init__(self, code: int, message: str) -> None:
+    Attributes:
+        data: **[ours]** structured detail sent as the error's ``data`` (None: omitted).
+    """
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = int(code)
         self.message = message
+        self.data = data
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code}, {self.message!r})"

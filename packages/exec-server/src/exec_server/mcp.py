@@ -212,7 +212,7 @@ async def stdio_client(
                     await proc.wait(check_sandbox=False)
             if proc.returncode is None:
                 with contextlib.suppress(ExecServerError, TimeoutError):
-                    await proc.terminate()
+                    await proc.kill()
                     log.info("MCP server %s killed after %g s", proc.process_id, stop_grace)
                     with anyio.move_on_after(_KILL_TIMEOUT):
                         await proc.wait(check_sandbox=False)

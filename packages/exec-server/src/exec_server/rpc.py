@@ -86,6 +86,8 @@ def error_frame(request_id: RequestId, exc: BaseException) -> bytes:
     answered with a generic -32603, never with internal details.
     """
     if isinstance(exc, RpcError):
+        if exc.data is not None:
+            return encode_error(request_id, exc.code, exc.message, exc.data)
         return encode_error(request_id, exc.code, exc.message)
     if isinstance(exc, SandboxUnavailable):
         return encode_error(request_id, ErrorCode.INTERNAL_ERROR, str(exc))

@@ -36,6 +36,7 @@ import pybase64
 from exec_server_protocol import EmptyResult, ErrorCode, encode_notification, encode_result
 from exec_server_protocol.fs import ReadDirectoryResult, ReadFileResult, WalkResult
 from exec_server_protocol.process import (
+    ListResult,
     ReadParams,
     ResizeParams,
     SignalParams,
@@ -681,6 +682,10 @@ def _process_terminate(conn: ClientConnection, p: TerminateParams) -> TerminateR
     return TerminateResult(running=proc.terminate())
 
 
+def _process_list(conn: ClientConnection, _: Any) -> ListResult:
+    return conn.require_session().processes.list()
+
+
 def _process_resize(conn: ClientConnection, p: ResizeParams) -> EmptyResult:
     conn.require_session().processes.require(p.process_id).resize(p.rows, p.cols)
     return EmptyResult()
@@ -704,6 +709,7 @@ HANDLERS: dict[str, Handler] = {
     "process/signal": _process_signal,
     "process/terminate": _process_terminate,
     "process/resize": _process_resize,
+    "process/list": _process_list,
     "fs/readFile": _fs("read_file"),
     "fs/writeFile": _fs("write_file"),
     "fs/createDirectory": _fs("create_directory"),

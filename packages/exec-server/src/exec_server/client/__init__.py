@@ -21,13 +21,18 @@ from ..exceptions import (
     SessionLost,
     StdinClosed,
 )
+from . import sandbox
 from ._approval import Approve, CompletedRun, run_with_approval
 from ._backoff import Backoff
 from ._client import Client, SandboxDeniedHandler, connect
+from ._errors import CwdNotFound, ProgramNotFound, RemoteOSError
 from ._events import Event, ExitEvent, OutputEvent
 from ._process import Process
+from ._run import TimeoutExpired
+from ._shell import Shell, ShellExited
 from ._state import ClientState
 from ._stdio import connect_stdio
+from ._streams import Expected, OutputStream
 from .sync import SyncClient
 
 __all__ = [
@@ -37,19 +42,28 @@ __all__ = [
     "ClientState",
     "CompletedRun",
     "ConnectionLost",
+    "CwdNotFound",
     "Event",
     "ExecServerError",
     "ExitEvent",
+    "Expected",
     "OutputEvent",
     "OutputLost",
+    "OutputStream",
     "Process",
+    "ProgramNotFound",
     "RemoteError",
+    "RemoteOSError",
     "SandboxDenied",
     "SandboxDeniedHandler",
     "SessionLost",
+    "Shell",
+    "ShellExited",
     "StdinClosed",
     "SyncClient",
+    "TimeoutExpired",
     "connect",
     "connect_stdio",
     "run_with_approval",
+    "sandbox",
 ]

@@ -95,7 +95,7 @@ async def run_with_approval(
     return CompletedRun(code, stdout, stderr, sandboxed=False, denial=denial)
 
 
-async def _run_to_end(proc: Process, input: bytes | None) -> tuple[int, bytes, bytes, bytes]:
+async def _run_to_end(proc: Process[Any], input: bytes | None) -> tuple[int, bytes, bytes, bytes]:
     """Feed ``input``, read every event; returns (exit code, stdout, stderr, output tail)."""
     if input is not None:
         await proc.write(input, close_stdin=True)

@@ -17,17 +17,20 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Generator
+import subprocess
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from ssl import SSLContext
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 import pybase64
-from exec_server_protocol import METHODS, ErrorCode, ErrorObject, PathUri, format_path_uri
+from exec_server_protocol import METHODS, ErrorCode, ErrorObject
 from exec_server_protocol.process import (
     EnvPolicy,
+    ListResult,
     ProcessClosedNotification,
     ProcessExitedNotification,
+    ProcessInfo,
     ProcessOutputNotification,
     PtySize,
     ReadParams,
@@ -40,12 +43,18 @@ from exec_server_protocol.session import EnvironmentInfo, InitializeParams, Init
 from msgspec import UNSET, UnsetType
 
 from ..exceptions import ConnectionLost, RemoteError, SandboxDenied, SessionLost
+from . import _run
 from ._backoff import Backoff
 from ._calls import Call, CallTable
+from ._errors import translate_start_error
 from ._events import ClosedEvent, ExitEvent, OutputEvent
+from ._paths import Argv, RemotePath, native, to_uri
 from ._process import Process
+from ._shell import Shell
 from ._state import ClientEvent, ClientState, transition
+from ._streams import demux_of
 from ._transport import HandshakeRejected, WsConnection, open_connection
+from .files import Files
 
 __all__ = ["Client", "SandboxDeniedHandler", "connect"]
 
@@ -57,7 +66,10 @@ TAKEOVER_CLOSE_CODE = 4000
 TAKEOVER_MESSAGE = "session has been resumed by another connection"
 _INITIALIZED = b'{"method":"initialized","params":{}}'
 
-SandboxDeniedHandler = Callable[[Process, SandboxDenied], Awaitable[int]]
+MAX_BUFFERED_OUTPUT = 8 << 20
+"""Default of ``max_buffered_output``: bytes of unread output buffered per process."""
+
+SandboxDeniedHandler = Callable[[Process[Any], SandboxDenied], Awaitable[int]]
 """Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
 returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""
 
@@ -125,6 +137,7 @@ class Client:
         ping_timeout: float = 20.0,
         read_page_bytes: int = 1 << 20,
         ssl: SSLContext | None = None,
+        max_buffered_output: int = MAX_BUFFERED_OUTPUT,
     ) -> None:
         self.url = url
         self._ssl = ssl
@@ -139,8 +152,11 @@ class Client:
         self.failure: ConnectionLost | None = None
         self.reconnects = 0
         self.sandbox_denied_handler: SandboxDeniedHandler | None = None
+        self.max_buffered_output = max_buffered_output
+        """Output bytes buffered per process while nobody reads them (see ``Process``)."""
         self.on_notification: Callable[[str, Any], None] | None = None
         """Called with notifications the client does not handle itself (e.g. fs ones)."""
+        check_token(token)
         self._token = token
         self._backoff = backoff or Backoff()
         self._ping = (ping_interval, ping_timeout)
@@ -148,13 +164,15 @@ class Client:
         self._generation = 0
         self._calls: CallTable[asyncio.Future[msgspec.Raw]] = CallTable()
         self._init_call: Call[asyncio.Future[msgspec.Raw]] | None = None
-        self._processes: dict[str, Process] = {}
+        self._processes: dict[str, Process[Any]] = {}
         self._recovery: asyncio.Task[None] | None = None
         self._ids = secrets.token_hex(4)
         self._counter = 0
         self._resumed_waiters: list[asyncio.Future[None]] = []
         self._ready = False
         """Whether the first handshake succeeded (only then is a drop recovered)."""
+        self._listeners: dict[str, list[Callable[[Any], None]]] = {}
+        self._files: Files | None = None
 
     # ------------------------------------------------------------------ context
 
@@ -165,7 +183,7 @@ class Client:
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"<Client {self.url} session={self.session_id} {self.state.value}>"
+        return f"<Client {self.url} session={_short(self.session_id)} {self.state.value}>"
 
     # ------------------------------------------------------------------ handshake
 
@@ -199,7 +217,8 @@ class Client:
         except RemoteError as exc:
             conn.abort()
             if resume_session_id is not None and exc.code == ErrorCode.INVALID_REQUEST:
-                raise SessionLost(f"cannot resume session: {exc.message}") from exc
+                why = _redact(exc.message, resume_session_id)
+                raise SessionLost(f"cannot resume session: {why}") from None
             raise
         except BaseException:
             conn.abort()
@@ -315,14 +334,31 @@ class Client:
         result: EnvironmentInfo = await self.call("environment/info")
         return result
 
+    # ------------------------------------------------------------------ files
+
+    @property
+    def files(self) -> Files:
+        """The server's file system (see :mod:`exec_server.client.files`)."""
+        if self._files is None:
+            self._files = Files(self)
+        return self._files
+
+    def _add_listener(self, method: str, listener: Callable[[Any], None]) -> None:
+        self._listeners.setdefault(method, []).append(listener)
+
+    def _remove_listener(self, method: str, listener: Callable[[Any], None]) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._listeners[method].remove(listener)
+
     # ------------------------------------------------------------------ processes
 
+    @overload
     async def start(
         self,
-        argv: list[str],
+        argv: Argv,
         *,
-        cwd: str,
-        env: dict[str, str] | None = None,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
         tty: bool = False,
         pipe_stdin: bool = False,
         arg0: str | None = None,
@@ -330,43 +366,136 @@ class Client:
         sandbox: SandboxIntent | None = None,
         pty_size: tuple[int, int] | None = None,
         process_id: str | None = None,
-    ) -> Process:
+        text: Literal[False] = False,
+        encoding: None = None,
+        errors: str | None = None,
+        on_stdout: Callable[[bytes], object] | None = None,
+        on_stderr: Callable[[bytes], object] | None = None,
+    ) -> Process[bytes]: ...
+
+    @overload
+    async def start(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        pipe_stdin: bool = False,
+        arg0: str | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        pty_size: tuple[int, int] | None = None,
+        process_id: str | None = None,
+        text: Literal[True],
+        encoding: str | None = None,
+        errors: str | None = None,
+        on_stdout: Callable[[str], object] | None = None,
+        on_stderr: Callable[[str], object] | None = None,
+    ) -> Process[str]: ...
+
+    @overload
+    async def start(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        pipe_stdin: bool = False,
+        arg0: str | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        pty_size: tuple[int, int] | None = None,
+        process_id: str | None = None,
+        text: bool = False,
+        encoding: str,
+        errors: str | None = None,
+        on_stdout: Callable[[str], object] | None = None,
+        on_stderr: Callable[[str], object] | None = None,
+    ) -> Process[str]: ...
+
+    async def start(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
+        tty: bool = False,
+        pipe_stdin: bool = False,
+        arg0: str | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        pty_size: tuple[int, int] | None = None,
+        process_id: str | None = None,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+        on_stdout: Callable[[Any], object] | None = None,
+        on_stderr: Callable[[Any], object] | None = None,
+    ) -> Process[Any]:
         """Start a process (``process/start``).
 
         Args:
-            argv: the command; ``argv[0]`` is looked up on the server's PATH.
-            cwd: working directory, a native absolute path or a ``file:`` URI.
-            env: the child's environment (exactly this unless ``env_policy`` is given).
+            argv: the command, a list of strings (a ``str`` is refused: it would not be
+                split the way a shell splits it); ``argv[0]`` is looked up on the PATH of
+                the child's environment, else of the server's.
+            cwd: working directory: a native absolute path, a :class:`pathlib.Path` or a
+                ``file:`` URI; default: the server's working directory.
+            env: variables added to (or overriding) the inherited environment.
             tty: run it on a pseudo-terminal (output stream ``"pty"``).
             pipe_stdin: give a non-tty process a stdin pipe (else stdin is /dev/null).
             arg0: what the child sees as argv[0].
-            env_policy: build the environment from the server's (docs/protocol.md §4).
-            sandbox: the sandbox intent (docs/protocol.md §8).
+            env_policy: how the environment is built from the *server's* environment
+                (docs/protocol.md §4). Default ``EnvPolicy(inherit="all")``: the server's
+                environment except names containing KEY, SECRET or TOKEN; pass
+                ``EnvPolicy(inherit="none")`` for exactly ``env``, or
+                ``EnvPolicy(inherit="all", ignore_default_excludes=True)`` for everything.
+            sandbox: the sandbox intent (see :mod:`exec_server.client.sandbox`).
             pty_size: (rows, cols) of the terminal.
             process_id: defaults to a fresh unique id.
+            text, encoding, errors: make :attr:`Process.stdout` / :attr:`Process.stderr`
+                yield ``str`` (``encoding`` default UTF-8).
+            on_stdout, on_stderr: called with each chunk of that stream as it arrives (``str``
+                with ``text``; a tty's output is stdout); the chunks are not buffered, and
+                :meth:`Process.wait` still reports the exit.
 
         Raises:
-            RemoteError: the server refused (bad argv, missing program, duplicate id, ...).
+            TypeError: ``argv`` is a string.
+            ProgramNotFound: ``argv[0]`` does not exist (a :class:`FileNotFoundError`).
+            CwdNotFound: ``cwd`` does not exist (a :class:`FileNotFoundError`).
+            RemoteError: the server refused otherwise (duplicate id, quota, sandbox, ...).
         """
+        if isinstance(argv, (str, bytes)):
+            raise TypeError(
+                "argv must be a list of strings, not a string (e.g. ['sh', '-c', 'echo hi'])"
+            )
         if process_id is None:
             self._counter += 1
             process_id = f"p-{self._ids}-{self._counter}"
         if process_id in self._processes:
             raise ValueError(f"process {process_id} is already known to this client")
+        if cwd is None:
+            info = self.environment_info
+            cwd = info.cwd if info is not None else "/"
         params = StartParams(
             process_id=process_id,
             argv=list(argv),
-            cwd=PathUri(cwd if cwd.lower().startswith("file:") else format_path_uri(cwd)),
+            cwd=to_uri(cwd),
             env=dict(env or {}),
             tty=tty,
             pipe_stdin=pipe_stdin,
             arg0=arg0,
-            env_policy=env_policy,
+            env_policy=env_policy if env_policy is not None else EnvPolicy(inherit="all"),
             sandbox=sandbox,
             pty_size=PtySize(rows=pty_size[0], cols=pty_size[1]) if pty_size else None,
         )
         # Registered first: its notifications may race the response (the reference's do).
-        proc = Process(self, process_id)
+        proc: Process[Any] = Process(self, process_id)
+        if text or encoding is not None:
+            proc._set_text(encoding or "utf-8", errors or "strict")
+        proc._has_stdin = tty or pipe_stdin
+        proc.args = list(argv)
         self._processes[process_id] = proc
         call = self._submit("process/start", _encode(params), retry=True)
         try:
@@ -378,25 +507,203 @@ class Client:
                 # Our first attempt reached the server; its response was lost in a drop.
                 return proc
             self._forget(proc)
-            raise
+            raise await self._start_error(exc, params) from None
         except BaseException:
             self._forget(proc)
             raise
         proc.sandbox_type = _decode(raw, StartResult).sandbox_type
+        if on_stdout is not None or on_stderr is not None:
+            demux_of(proc).set_callbacks(on_stdout, on_stderr, proc._text)
         return proc
 
-    def attach(self, process_id: str, *, after_seq: int = 0) -> Process:
+    async def _start_error(self, exc: RemoteError, params: StartParams) -> RemoteError:
+        """The exception for a refused start: which path was missing, if one was."""
+        if not params.argv:
+            return exc
+        cwd = native(params.cwd)
+        reason = exc.data.get("reason") if exc.data is not None else None
+        if (
+            reason is None
+            and exc.code == ErrorCode.INTERNAL_ERROR
+            and exc.message.endswith("(os error 2)")
+        ):
+            # A server without error data (the reference): look at the cwd ourselves.
+            with contextlib.suppress(Exception):
+                if not await self.files.exists(cwd):
+                    reason = "cwdNotFound"
+        return translate_start_error(exc, params.argv[0], cwd, reason)
+
+    @overload
+    async def run(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: Literal[False] = False,
+        encoding: None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[bytes]: ...
+
+    @overload
+    async def run(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: Literal[True],
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    @overload
+    async def run(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: bool = False,
+        encoding: str,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    async def run(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run a command to its end and capture its output, like :func:`subprocess.run`.
+
+        Args:
+            argv, cwd, env, env_policy, sandbox, tty: as :meth:`start`.
+            input: written to stdin, which is then closed (without it stdin is /dev/null).
+            timeout: seconds for the whole run; then the process tree is killed and
+                :class:`TimeoutExpired` raised.
+            check: raise :class:`subprocess.CalledProcessError` for a non-zero exit code.
+            text, encoding, errors: decode stdout and stderr (and encode a ``str`` input).
+
+        Returns:
+            ``CompletedProcess(argv, returncode, stdout, stderr)``; a tty's output counts as
+            stdout; returncode is 128+N when the process was killed by signal N.
+
+        Raises:
+            TimeoutExpired: ``timeout`` passed (the tree was killed); also a TimeoutError.
+            subprocess.CalledProcessError: ``check`` and a non-zero exit code.
+            SandboxDenied: the server reported that the sandbox probably caused the failure.
+            ProgramNotFound, CwdNotFound, RemoteError: the server refused the start.
+            ConnectionLost, SessionLost: the connection could not be recovered.
+
+        Cancelling the awaiting task kills the remote process tree before the cancellation
+        propagates.
+        """
+        decode = encoding or ("utf-8" if text else None)
+        if isinstance(input, str):
+            if decode is None:
+                raise TypeError("a str input needs text=True or an encoding")
+            input = input.encode(decode, errors or "strict")
+        argv = list(argv) if not isinstance(argv, (str, bytes)) else argv
+        proc = await self.start(
+            argv,
+            cwd=cwd,
+            env=env,
+            env_policy=env_policy,
+            sandbox=sandbox,
+            tty=tty,
+            pipe_stdin=input is not None and not tty,
+        )
+        return await _run.finish(
+            proc,
+            list(argv),
+            input=input,
+            timeout=timeout,
+            check=check,
+            encoding=decode,
+            errors=errors,
+        )
+
+    async def shell(
+        self,
+        *,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+    ) -> Shell:
+        """A persistent bash: ``await sh.run("cd src && make", timeout=60)`` returns output
+        and exit status; ``cd`` and exported variables persist between runs (see
+        :mod:`exec_server.client._shell` for how, and why pipes rather than a pty).
+        Use as ``async with await client.shell() as sh:``."""
+        return await Shell.open(self, cwd=cwd, env=env, env_policy=env_policy, sandbox=sandbox)
+
+    def _capability(self, name: str) -> bool:
+        info = self.environment_info
+        return info is not None and info.capabilities.get(name, False)
+
+    async def processes(self) -> list[ProcessInfo]:
+        """The session's processes, in start order, also those started before a resume by
+        another client (``process/list`` [ours]); pass an id to :meth:`attach` to read one.
+
+        Against a server without the ``processList`` capability (the reference) this lists
+        the processes this client knows of.
+        """
+        if self._capability("processList"):
+            result = await self._request("process/list", None, ListResult)
+            return result.processes
+        return [
+            ProcessInfo(
+                process_id=p.process_id,
+                argv=list(p.args),
+                tty=False,
+                running=p.exit is None,
+                exit_code=p.returncode,
+                closed=p.closed,
+            )
+            for p in self._processes.values()
+        ]
+
+    def attach(self, process_id: str, *, after_seq: int = 0) -> Process[bytes]:
         """A handle for a process started earlier in this session (e.g. by a client that ran
         before this one resumed the session); its events after ``after_seq`` are fetched."""
         if process_id in self._processes:
             raise ValueError(f"process {process_id} is already known to this client")
         self._check_usable()
-        proc = Process(self, process_id, after_seq=after_seq)
+        proc: Process[bytes] = Process(self, process_id, after_seq=after_seq)
         self._processes[process_id] = proc
         proc._ensure_catch_up()
         return proc
 
-    def _forget(self, proc: Process) -> None:
+    def _forget(self, proc: Process[Any]) -> None:
         if self._processes.get(proc.process_id) is proc:
             del self._processes[proc.process_id]
 
@@ -432,7 +739,14 @@ class Client:
             if not fut.done():
                 fut.set_exception(self.failure or _taken_over(self.session_id, ""))
         else:
-            fut.set_exception(RemoteError(msg.error.code, msg.error.message))
+            detail = msg.error.data
+            fut.set_exception(
+                RemoteError(
+                    msg.error.code,
+                    msg.error.message,
+                    detail if isinstance(detail, dict) else None,
+                )
+            )
 
     def _on_notification(self, method: str, params: msgspec.Raw) -> None:
         try:
@@ -455,8 +769,12 @@ class Client:
                 proc = self._processes.get(cl.process_id)
                 if proc is not None:
                     proc._push(ClosedEvent(cl.seq))
-            elif self.on_notification is not None:
-                self.on_notification(method, msgspec.json.decode(params) if params else None)
+            else:
+                decoded = msgspec.json.decode(params) if params else None
+                for listener in list(self._listeners.get(method, ())):
+                    listener(decoded)
+                if self.on_notification is not None:
+                    self.on_notification(method, decoded)
         except (msgspec.DecodeError, ValueError) as exc:
             log.warning("bad %s notification from the server: %s", method, exc)
 
@@ -567,19 +885,22 @@ class Client:
             if err.code == ErrorCode.INVALID_REQUEST and "unknown session" in err.message:
                 self._give_up(
                     SessionLost(
-                        f"session {self.session_id} is gone (expired or unknown to the "
-                        f"server): {err.message}"
+                        f"session {_short(self.session_id)} is gone (expired or unknown to the "
+                        f"server): {_redact(err.message, self.session_id)}"
                     )
                 )
             else:
                 self._give_up(
-                    ConnectionLost(f"the server refused to resume the session: {err.message}")
+                    ConnectionLost(
+                        "the server refused to resume the session: "
+                        + _redact(err.message, self.session_id)
+                    )
                 )
             return
         self.state = transition(self.state, ClientEvent.RESUMED)
         self.reconnects += 1
         self._backoff.reset()
-        log.info("session %s resumed", self.session_id)
+        log.info("session %s resumed", _short(self.session_id))
         waiters, self._resumed_waiters = self._resumed_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -655,7 +976,43 @@ class Client:
 
 
 def _taken_over(session_id: str, why: str) -> SessionLost:
-    return SessionLost(f"session {session_id} was resumed by another connection ({why})")
+    return SessionLost(f"session {_short(session_id)} was resumed by another connection ({why})")
+
+
+SESSION_ID_SHOWN = 8
+"""Characters of a session id shown in messages and logs: the id is the bearer secret that
+resumes a session (as in the server's logs)."""
+
+
+def _short(session_id: str) -> str:
+    return f"{session_id[:SESSION_ID_SHOWN]}..." if session_id else "-"
+
+
+def _redact(message: str, session_id: str) -> str:
+    return message.replace(session_id, _short(session_id)) if session_id else message
+
+
+def check_token(token: str | None) -> None:
+    """Refuse a bearer token that cannot go in an HTTP header, without echoing it.
+
+    Raises:
+        ValueError: it has whitespace or control characters (e.g. the trailing newline of a
+            token file) or non-ASCII characters, or it is empty.
+    """
+    if token is None:
+        return
+    if not token:
+        raise ValueError("the token is empty")
+    if token != token.strip():
+        raise ValueError(
+            "the token has leading or trailing whitespace (a newline read from a token "
+            "file?): strip it"
+        )
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ValueError(
+            "the token has characters a bearer token cannot carry (whitespace, control or "
+            "non-ASCII characters)"
+        )
 
 
 def _describe(exc: BaseException) -> str:
@@ -699,6 +1056,7 @@ def connect(
     ping_timeout: float = 20.0,
     read_page_bytes: int = 1 << 20,
     ssl: SSLContext | None = None,
+    max_buffered_output: int = MAX_BUFFERED_OUTPUT,
 ) -> _Connect:
     """Connect to an exec-server and complete the handshake.
 
@@ -719,6 +1077,9 @@ def connect(
         read_page_bytes: ``maxBytes`` of the catch-up reads after a reconnect.
         ssl: TLS settings for a ``wss://`` URL (e.g. a context trusting a private CA);
             default: the system's trusted CAs, host name checked. Only with ``wss://``.
+        max_buffered_output: output bytes buffered per process while nobody reads them;
+            beyond, the client relies on the server's retention (``--retention-bytes``) and
+            reports what it evicted as :class:`OutputLost`.
 
     Raises:
         ConnectionLost: the server cannot be reached, its certificate is not trusted, or it
@@ -738,5 +1099,6 @@ def connect(
         ping_timeout=ping_timeout,
         read_page_bytes=read_page_bytes,
         ssl=ssl,
+        max_buffered_output=max_buffered_output,
     )
     return _Connect(client, resume_session_id)

@@ -3,7 +3,11 @@
 Events (:class:`OutputEvent`, then :class:`ExitEvent`, possibly more output from background
 children) are delivered exactly once and in seq order; iteration ends after the server's
 ``process/closed``. They come from pushed notifications; a ``process/read`` fills any gap
-(after a reconnect, or if a push is missing). Delivered events are buffered until iterated.
+(after a reconnect, or if a push is missing). Delivered events are buffered until iterated,
+up to ``client.max_buffered_output`` bytes of output per process: beyond it the client stops
+taking pushed events and relies on the server's retention; once the reader has taken half of
+the buffer, it reads the rest back, and output the server evicted meanwhile is reported as
+:class:`OutputLost` in its place.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import secrets
 import signal as _signal
+import typing
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic
 
 import pybase64
 from exec_server_protocol import EmptyResult, ErrorCode
@@ -43,7 +49,15 @@ from ._events import ClosedEvent, Event, ExitEvent, LostMarker, OutputEvent
 from ._reassembly import Released, SeqReassembler
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeVar
+
     from ._client import Client
+    from ._streams import Expected, OutputStream, _Demux
+
+    S = TypeVar("S", str, bytes, default=bytes)
+    """What the output streams of a process yield: bytes, or str for ``text=True``."""
+else:
+    S = typing.TypeVar("S", str, bytes)
 
 __all__ = ["Process"]
 
@@ -65,7 +79,7 @@ _STARTING_RETRIES = 50
 MIN_READ_PAGE = 1024
 
 
-class Process:
+class Process(Generic[S]):
     """A process running on the server. Made by :meth:`Client.start` or :meth:`Client.attach`.
 
     Attributes:
@@ -92,9 +106,66 @@ class Process:
         self._tail = bytearray()
         self._write_prefix = secrets.token_hex(4)
         self._write_ids = itertools.count(1)
+        self._text: tuple[str, str] | None = None
+        self.args: list[str] = []
+        """The command (empty for an attached process whose argv the server did not say)."""
+        self._demux: _Demux | None = None
+        self._buffered = 0
+        """Output bytes delivered but not yet iterated."""
+        self._held = False
+        """Over ``client.max_buffered_output``: pushed events are dropped (the server retains
+        them) until the reader takes enough; then a catch-up read fetches them, and what the
+        server evicted meanwhile is reported as :class:`OutputLost`."""
+        self._held_exit: ExitEvent | None = None
+        """An exit pushed while held (for :meth:`wait`; the event stream gets it on resume)."""
+        self._output_streams: dict[str, OutputStream[S]] = {}
+        self._has_stdin: bool | None = None
+        """Whether it was started with a stdin (a pipe or a tty); None: not known here."""
 
     def __repr__(self) -> str:
         return f"<Process {self.process_id} returncode={self.returncode}>"
+
+    def _set_text(self, encoding: str, errors: str) -> None:
+        self._text = (encoding, errors)
+
+    # ------------------------------------------------------------------ streams
+
+    @property
+    def stdout(self) -> OutputStream[S]:
+        """Standard output (a tty's output too) as a stream: ``readline()``,
+        ``readuntil()``, ``read()``, ``async for line in proc.stdout`` (see
+        :mod:`exec_server.client._streams`; do not iterate the events as well)."""
+        return self._stream("stdout")
+
+    @property
+    def stderr(self) -> OutputStream[S]:
+        """Standard error as a stream (see :attr:`stdout`)."""
+        return self._stream("stderr")
+
+    def _stream(self, name: str) -> OutputStream[S]:
+        from ._streams import OutputStream, demux_of
+
+        streams = self._output_streams
+        if name not in streams:
+            streams[name] = OutputStream(demux_of(self), name, self._text)
+        return streams[name]
+
+    async def expect(
+        self, pattern: bytes | re.Pattern[bytes], *, timeout: float | None = None
+    ) -> Expected:
+        """Read stdout (or the tty) until ``pattern`` (bytes, or a compiled bytes regex)
+        appears; what comes after the match stays buffered for the next read or expect.
+
+        Returns:
+            :class:`Expected`: ``before`` (the output before the match) and ``match``.
+
+        Raises:
+            TimeoutError: ``timeout`` passed (nothing is consumed).
+            EOFError: the output ended without a match.
+        """
+        from ._streams import expect
+
+        return await expect(self, pattern, timeout)
 
     @property
     def closed(self) -> bool:
@@ -109,6 +180,12 @@ class Process:
     # ------------------------------------------------------------------ events in
 
     def _push(self, event: OutputEvent | ExitEvent | ClosedEvent) -> None:
+        if self._held:
+            # Over the buffer cap: the server keeps what it retains; read back on resume.
+            if isinstance(event, ExitEvent) and self._held_exit is None:
+                self._held_exit = event
+                self._wake()
+            return
         self._deliver(self._reasm.push(event))
         if self._reasm.has_gap:
             self._ensure_catch_up()
@@ -118,6 +195,7 @@ class Process:
             return
         for event in released:
             if isinstance(event, OutputEvent):
+                self._buffered += len(event.data)
                 tail = self._tail
                 tail += event.data
                 if len(tail) > 2 * TAIL_BYTES:
@@ -128,6 +206,8 @@ class Process:
             self._events.append(event)
         if self._reasm.closed:
             self._client._forget(self)
+        elif self._buffered > self._client.max_buffered_output:
+            self._held = True
         self._wake()
 
     def _wake(self) -> None:
@@ -152,7 +232,7 @@ class Process:
         self._wake()
 
     def _ensure_catch_up(self) -> None:
-        if self._reasm.closed or self._failure is not None:
+        if self._reasm.closed or self._failure is not None or self._held:
             return
         if self._catch_up is None or self._catch_up.done():
             self._catch_up = asyncio.ensure_future(self._run_catch_up())
@@ -187,6 +267,8 @@ class Process:
                 page = min(client.read_page_bytes, page * 2)
                 released, complete = self._reasm.feed_read(after, result)
                 self._deliver(released)
+                if self._held:
+                    return  # resumed by the reader once it took enough
                 if complete and (not self._reasm.has_gap or not released):
                     return
         except ConnectionLost:
@@ -204,7 +286,7 @@ class Process:
 
     # ------------------------------------------------------------------ events out
 
-    def __aiter__(self) -> Process:
+    def __aiter__(self) -> Process[S]:
         return self
 
     async def __anext__(self) -> Event:
@@ -219,6 +301,11 @@ class Process:
         while True:
             if self._events:
                 event = self._events.popleft()
+                if isinstance(event, OutputEvent):
+                    self._buffered -= len(event.data)
+                    if self._held and self._buffered <= self._client.max_buffered_output // 2:
+                        self._held = False
+                        self._ensure_catch_up()
                 if isinstance(event, ClosedEvent):
                     self._ended = True
                     raise StopAsyncIteration
@@ -240,11 +327,16 @@ class Process:
                 decides otherwise).
             ConnectionLost, SessionLost: recovery failed before the exit was known.
         """
-        while self.exit is None:
+        while self.exit is None and self._held_exit is None:
             if self._failure is not None and not isinstance(self._failure, OutputLost):
                 raise self._failure
             await self._changed()
-        exit_event = self.exit
+        if self._demux is not None and self.exit is not None:
+            await self._demux.callbacks_reached_exit()
+        exit_event = self.exit or self._held_exit
+        assert exit_event is not None
+        if self.returncode is None:
+            self.returncode = exit_event.exit_code
         if check_sandbox and exit_event.sandbox_denied:
             denied = SandboxDenied(exit_event.exit_code, bytes(self._tail[-TAIL_BYTES:]))
             handler = self._client.sandbox_denied_handler
@@ -266,6 +358,9 @@ class Process:
 
         Returns:
             (stdout, stderr); a tty's output counts as stdout.
+
+        Raises:
+            SandboxDenied: as :meth:`wait` (after reading everything).
         """
         if input is not None:
             await self.write(input, close_stdin=True)
@@ -274,7 +369,7 @@ class Process:
         async for event in self:
             if isinstance(event, OutputEvent):
                 (err if event.stream == "stderr" else out).extend(event.data)
-        await self.wait(check_sandbox=False)
+        await self.wait()  # SandboxDenied, as from wait()
         return bytes(out), bytes(err)
 
     # ------------------------------------------------------------------ control
@@ -306,6 +401,11 @@ class Process:
             return
         if status == "unknownProcess":
             raise StdinClosed(f"process {self.process_id} is unknown to the server")
+        if self._has_stdin is False:
+            raise StdinClosed(
+                f"process {self.process_id} was started without pipe_stdin=True (its stdin "
+                "is /dev/null): pass pipe_stdin=True to start() to write to it"
+            )
         raise StdinClosed(f"stdin of process {self.process_id} is closed ({status})")
 
     async def close_stdin(self) -> None:
@@ -328,7 +428,23 @@ class Process:
         )
 
     async def terminate(self) -> bool:
-        """Kill the whole process tree at once (``process/terminate``: SIGKILL).
+        """Ask the process to stop: SIGTERM to its process group (every descendant that did
+        not leave the group), as ``asyncio.subprocess.Process.terminate`` does locally. Use
+        :meth:`kill` for the whole tree at once. Against a server without the
+        ``processExtraSignals`` capability (the reference) this is :meth:`kill`.
+
+        Returns:
+            Whether it was still running as far as this client knows.
+        """
+        if not self._client._capability("processExtraSignals"):
+            return await self.kill()
+        running = self.exit is None
+        await self.send_signal("terminate")
+        return running
+
+    async def kill(self) -> bool:
+        """Kill the whole process tree at once (``process/terminate``: SIGKILL, also to
+        descendants that left the process group).
 
         Returns:
             Whether it was still running.
@@ -337,8 +453,6 @@ class Process:
             "process/terminate", TerminateParams(process_id=self.process_id), TerminateResult
         )
         return result.running
-
-    kill = terminate
 
     async def resize(self, rows: int, cols: int) -> None:
         """Resize the terminal of a tty process."""

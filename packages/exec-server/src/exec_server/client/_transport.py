@@ -268,7 +268,12 @@ async def open_connection(
         server_hostname=uri.host if ssl is not None else None,
     )
     try:
+        # websockets logs every request header at DEBUG, the bearer token too: not ours.
+        debug, proto.debug = proto.debug, False
         proto.send_request(request)
+        proto.debug = debug
+        if debug:
+            log.debug("> GET %s HTTP/1.1 (headers not logged: they carry the token)", request.path)
         conn._flush()
         await conn.handshake
     except BaseException:

@@ -25,17 +25,19 @@ import contextlib
 import itertools
 import subprocess
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar, overload
 
-from exec_server_protocol.process import SignalName
+from exec_server_protocol.process import EnvPolicy, SignalName
 from exec_server_protocol.sandbox import SandboxIntent
 
-from ..exceptions import ConnectionLost, SandboxDenied
-from ._approval import _run_to_end
+from ..exceptions import ConnectionLost
+from . import _run
 from ._client import Client, connect
 from ._events import Event
+from ._paths import Argv, RemotePath
 from ._process import Process
+from .files import SyncFiles
 
 __all__ = ["CALL_TIMEOUT", "TERMINATE_GRACE", "SyncClient", "SyncProcess"]
 
@@ -132,6 +134,11 @@ class SyncClient:
         """The server-side session (pass it to ``connect(url, resume_session_id=...)``)."""
         return self._connected().session_id
 
+    @property
+    def files(self) -> SyncFiles:
+        """The server's file system (see :class:`exec_server.client.files.SyncFiles`)."""
+        return SyncFiles(self)
+
     def _connected(self) -> Client:
         if self._client is None:
             raise ConnectionLost("the client is not connected")
@@ -139,76 +146,135 @@ class SyncClient:
 
     # ------------------------------------------------------------------ processes
 
+    @overload
     def run(
         self,
-        argv: list[str],
+        argv: Argv,
         *,
-        cwd: str,
-        env: dict[str, str] | None = None,
+        cwd: RemotePath | None = None,
         input: bytes | None = None,
         timeout: float | None = None,
         check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
         sandbox: SandboxIntent | None = None,
         tty: bool = False,
-        **kwargs: Any,
-    ) -> subprocess.CompletedProcess[bytes]:
-        """Run a command to its end, like :func:`subprocess.run` with captured output.
+        text: Literal[False] = False,
+        encoding: None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[bytes]: ...
 
-        Args:
-            argv, cwd, env, sandbox, tty: as :meth:`Client.start`.
-            input: written to stdin, which is then closed (a non-tty process gets a stdin
-                pipe for it; without ``input`` its stdin is /dev/null).
-            timeout: seconds for the whole run; when they pass the process tree is killed
-                (``process/terminate``), its exit awaited, and TimeoutError raised.
-            check: raise :class:`subprocess.CalledProcessError` for a non-zero exit code.
-            **kwargs: passed on to :meth:`Client.start` (``env_policy``, ``pty_size``, ...).
+    @overload
+    def run(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: Literal[True],
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
 
-        Returns:
-            ``CompletedProcess(argv, returncode, stdout, stderr)``; a tty's output counts as
-            stdout; returncode is 128+N when the process was killed by signal N.
+    @overload
+    def run(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: bool = False,
+        encoding: str,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    def run(
+        self,
+        argv: Argv,
+        *,
+        cwd: RemotePath | None = None,
+        input: str | bytes | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        env: Mapping[str, str] | None = None,
+        env_policy: EnvPolicy | None = None,
+        sandbox: SandboxIntent | None = None,
+        tty: bool = False,
+        text: bool = False,
+        encoding: str | None = None,
+        errors: str | None = None,
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run a command to its end, like :func:`subprocess.run` with captured output (see
+        :meth:`Client.run` for the arguments, the result and the errors).
+
+        A ``KeyboardInterrupt`` (Ctrl-C) while it runs kills the remote process tree, and
+        waits for that, before it propagates: nothing is left running on the server.
 
         Raises:
-            TimeoutError: ``timeout`` passed (the process was killed).
+            TimeoutExpired: ``timeout`` passed (the process was killed); also a TimeoutError.
             subprocess.CalledProcessError: ``check`` and a non-zero exit code.
             SandboxDenied: the server reported that the sandbox probably caused the failure.
-            RemoteError: the server refused the start (bad cwd, missing program, ...).
+            ProgramNotFound, CwdNotFound, RemoteError: the server refused the start.
             ConnectionLost, SessionLost: the connection could not be recovered.
         """
         client = self._connected()
-        argv = list(argv)
-        kwargs.setdefault("pipe_stdin", input is not None and not tty)
+        if isinstance(argv, (str, bytes)):
+            raise TypeError(
+                "argv must be a list of strings, not a string (e.g. ['sh', '-c', 'echo hi'])"
+            )
+        args = list(argv)
+        decode = encoding or ("utf-8" if text else None)
+        if isinstance(input, str):
+            if decode is None:
+                raise TypeError("a str input needs text=True or an encoding")
+            input = input.encode(decode, errors or "strict")
+        data = input
 
-        async def run() -> subprocess.CompletedProcess[bytes]:
-            proc = await client.start(argv, cwd=cwd, env=env, sandbox=sandbox, tty=tty, **kwargs)
-            limit = asyncio.timeout(timeout)
-            try:
-                async with limit:
-                    code, stdout, stderr, tail = await _run_to_end(proc, input)
-            except TimeoutError:
-                if not limit.expired():
-                    raise
-                async with asyncio.timeout(TERMINATE_GRACE):
-                    await proc.terminate()
-                    await proc.wait(check_sandbox=False)
-                raise TimeoutError(
-                    f"{argv!r} did not finish within {timeout} s and was killed"
-                ) from None
-            if proc.exit is not None and proc.exit.sandbox_denied:
-                raise SandboxDenied(code, tail)
-            return subprocess.CompletedProcess(argv, code, stdout, stderr)
+        async def start() -> Process[Any]:
+            return await client.start(
+                args,
+                cwd=cwd,
+                env=env,
+                env_policy=env_policy,
+                sandbox=sandbox,
+                tty=tty,
+                pipe_stdin=data is not None and not tty,
+            )
+
+        proc = self._call(start, self.call_timeout, f"starting {args!r}")
+
+        async def finish() -> subprocess.CompletedProcess[Any]:
+            return await _run.finish(
+                proc, args, input=data, timeout=timeout, check=check, encoding=decode, errors=errors
+            )
 
         bound = None if timeout is None else timeout + self.call_timeout + TERMINATE_GRACE
-        done = self._call(run, bound, f"running {argv!r}")
-        if check:
-            done.check_returncode()
-        return done
+        try:
+            return self._call(finish, bound, f"running {args!r}")
+        except (KeyboardInterrupt, SystemExit):
+            # The loop cancels ``finish`` (which kills too); wait here until the tree is dead.
+            with contextlib.suppress(Exception):
+                self._call(lambda: _run.kill_and_reap(proc), TERMINATE_GRACE, "killing")
+            raise
 
     def start(
         self,
-        argv: list[str],
+        argv: Argv,
         *,
-        cwd: str,
-        env: dict[str, str] | None = None,
+        cwd: RemotePath | None = None,
+        env: Mapping[str, str] | None = None,
         sandbox: SandboxIntent | None = None,
         tty: bool = False,
         **kwargs: Any,
@@ -221,10 +287,11 @@ class SyncClient:
         """
         client = self._connected()
 
-        async def start() -> Process:
-            return await client.start(
+        async def start() -> Process[Any]:
+            proc: Process[Any] = await client.start(
                 list(argv), cwd=cwd, env=env, sandbox=sandbox, tty=tty, **kwargs
             )
+            return proc
 
         proc = self._call(start, self.call_timeout, f"starting {argv!r}")
         return SyncProcess(self, proc, list(argv))
@@ -299,7 +366,7 @@ class SyncProcess:
         process_id: its id in the session.
     """
 
-    def __init__(self, owner: SyncClient, proc: Process, args: list[str]) -> None:
+    def __init__(self, owner: SyncClient, proc: Process[Any], args: list[str]) -> None:
         self._owner = owner
         self._proc = proc
         self.args = args
@@ -339,10 +406,13 @@ class SyncProcess:
         self._request(lambda: self._proc.send_signal(sig), "signalling")
 
     def terminate(self) -> bool:
-        """Kill the whole process tree at once (SIGKILL). Returns whether it was running."""
+        """SIGTERM to the process group (see :meth:`Process.terminate`). Returns whether it
+        was still running as far as this client knows."""
         return self._request(self._proc.terminate, "terminating")
 
-    kill = terminate
+    def kill(self) -> bool:
+        """SIGKILL the whole process tree. Returns whether it was running."""
+        return self._request(self._proc.kill, "killing")
 
     def resize(self, rows: int, cols: int) -> None:
         """Resize the terminal of a tty process."""

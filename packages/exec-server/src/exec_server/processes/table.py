@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
 from collections.abc import Callable
 
 from exec_server_protocol import ErrorCode, InvalidPathUriError, NonLocalHostError, parse_path_uri
-from exec_server_protocol.process import ReadResult, StartParams, StartResult
+from exec_server_protocol.process import (
+    ListResult,
+    ProcessInfo,
+    ReadResult,
+    StartParams,
+    StartResult,
+)
 
 from ..exceptions import (
     QuotaExceeded,
@@ -94,6 +101,7 @@ class ProcessTable:
         self._session_id = session_id
         self._attached = attached
         self._procs: dict[str, ManagedProcess] = {}
+        self._argv: dict[str, list[str]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._paused = False
         self._unread: set[str] = set()
@@ -109,6 +117,22 @@ class ProcessTable:
 
     def get(self, process_id: str) -> ManagedProcess | None:
         return self._procs.get(process_id)
+
+    def list(self) -> ListResult:
+        """``process/list`` [ours]: every process still known, in start order."""
+        return ListResult(
+            processes=[
+                ProcessInfo(
+                    process_id=proc.process_id,
+                    argv=self._argv.get(proc.process_id, []),
+                    tty=proc.tty,
+                    running=not proc.exited,
+                    exit_code=proc.exit_code,
+                    closed=proc.closed,
+                )
+                for proc in self._procs.values()
+            ]
+        )
 
     @property
     def settled(self) -> bool:
@@ -180,7 +204,7 @@ class ProcessTable:
             except SandboxUnavailable as exc:
                 raise internal_error(str(exc)) from exc
             except OSError as exc:  # the program could not be resolved
-                raise internal_error(format_os_error(exc)) from exc
+                raise _spawn_error(exc, p.argv[0], cwd) from exc
             sandbox_type = plan.sandbox_type
             executable = plan.executable
             if executable is None:
@@ -236,8 +260,9 @@ class ProcessTable:
         try:
             proc.spawn(spec, cgroups, leaf)
         except OSError as exc:
-            raise internal_error(format_os_error(exc)) from exc
+            raise _spawn_error(exc, p.argv[0], cwd) from exc
         self._procs[p.process_id] = proc
+        self._argv[p.process_id] = list(p.argv)
         self._running += 1
         self._config.live_pids.add(proc.pid)
         if self._paused:
@@ -328,7 +353,9 @@ class ProcessTable:
         try:
             return resolve_executable(program, env)
         except OSError as exc:
-            raise internal_error(format_os_error(exc)) from exc
+            err = internal_error(format_os_error(exc))
+            err.data = {"reason": "programNotFound", "path": program}
+            raise err from exc
 
     async def read(
         self,
@@ -369,6 +396,7 @@ class ProcessTable:
     def _expire(self, process_id: str) -> None:
         self._timers.pop(process_id, None)
         proc = self._procs.pop(process_id, None)
+        self._argv.pop(process_id, None)
         self._unread.discard(process_id)
         if proc is not None:
             self._drop_retained(proc, evict=False)
@@ -423,6 +451,21 @@ class ProcessTable:
                     os.waitpid(proc.pid, 0)
             self._config.live_pids.discard(proc.pid)
             proc.release()
+
+
+def _spawn_error(exc: OSError, program: str, cwd: str) -> RpcError:
+    """The answer to a failed spawn: the OS error text, as the reference sends it, and
+    **[ours]** ``data`` naming what was missing (``{"reason": "cwdNotFound", "path": cwd}``
+    or ``{"reason": "programNotFound", "path": argv0}``)."""
+    err = internal_error(format_os_error(exc))
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not os.path.isdir(cwd):
+        reason = "cwdNotFound" if exc.errno == errno.ENOENT else "cwdNotADirectory"
+        err.data = {"reason": reason, "path": cwd}
+    elif exc.errno == errno.ENOENT:
+        err.data = {"reason": "programNotFound", "path": program}
+    elif exc.errno in (errno.EACCES, errno.ENOEXEC):
+        err.data = {"reason": "programNotExecutable", "path": program}
+    return err
 
 
 async def _exited(proc: ManagedProcess) -> None:
