@@ -4,11 +4,16 @@ one place where exceptions become wire errors.
 Order of checks for a request (docs/protocol.md §1, §2): unknown method (-32601, also before
 ``initialize``), then params decoding (-32602), then the handshake state (-32600).
 
-Handshake states and transitions (anything else is answered with -32600)::
+Handshake states and transitions, all in :data:`_TRANSITIONS` (an event the table does not
+list for a state raises :class:`IllegalTransition`)::
 
-    NEW --initialize ok--> INITIALIZED --"initialized" notification--> READY
+    NEW --initialize answered with a result--> INITIALIZED --"initialized"--> READY
+    NEW, READY --"initialized"--> unchanged (the notification is ignored)
 
-``initialize`` is accepted only in NEW; a failed ``initialize`` leaves the peer in NEW.
+``initialize`` is accepted only in NEW; a failed ``initialize`` leaves the peer in NEW. Which
+requests each state accepts is :meth:`RpcPeer._handshake_problem` (anything refused is answered
+with -32600). The connection reports each request's outcome with :meth:`RpcPeer.succeeded`:
+the peer, not the handler, moves the handshake on.
 """
 
 from __future__ import annotations
@@ -35,7 +40,16 @@ from exec_server_protocol import (
 
 from .exceptions import RpcError, SandboxUnavailable
 
-__all__ = ["Dispatch", "HandshakeState", "Ignored", "Reply", "RpcPeer", "error_code", "error_frame"]
+__all__ = [
+    "Dispatch",
+    "HandshakeState",
+    "Ignored",
+    "IllegalTransition",
+    "Reply",
+    "RpcPeer",
+    "error_code",
+    "error_frame",
+]
 
 log = logging.getLogger("exec_server.rpc")
 
@@ -44,6 +58,23 @@ class HandshakeState(enum.Enum):
     NEW = "new"
     INITIALIZED = "initialized"
     READY = "ready"
+
+
+class HandshakeEvent(enum.Enum):
+    INITIALIZE_SUCCEEDED = "initialize succeeded"
+    INITIALIZED = "initialized notification"
+
+
+_TRANSITIONS: dict[tuple[HandshakeState, HandshakeEvent], HandshakeState] = {
+    (HandshakeState.NEW, HandshakeEvent.INITIALIZE_SUCCEEDED): HandshakeState.INITIALIZED,
+    (HandshakeState.NEW, HandshakeEvent.INITIALIZED): HandshakeState.NEW,
+    (HandshakeState.INITIALIZED, HandshakeEvent.INITIALIZED): HandshakeState.READY,
+    (HandshakeState.READY, HandshakeEvent.INITIALIZED): HandshakeState.READY,
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A handshake event the table does not allow in the peer's state (a bug in the caller)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +137,7 @@ class RpcPeer:
             return self._request(msg)
         if isinstance(msg, IncomingNotification):
             if msg.method == "initialized":
-                if self.state is HandshakeState.INITIALIZED:
-                    self.state = HandshakeState.READY
+                self._apply(HandshakeEvent.INITIALIZED)
                 return Ignored("initialized")
             log.info("ignoring notification %r from client", msg.method)
             return Ignored(msg.method)
@@ -155,7 +185,14 @@ class RpcPeer:
             return f"client must send initialized before using {spec.family} methods"
         return None
 
-    def initialize_succeeded(self) -> None:
-        if self.state is not HandshakeState.NEW:
-            raise RuntimeError("initialize succeeded twice")
-        self.state = HandshakeState.INITIALIZED
+    def succeeded(self, d: Dispatch) -> None:
+        """The request ``d`` was answered with a result: apply the transition it causes (a
+        successful ``initialize``), before the next frame is received."""
+        if d.spec.family == "initialize":
+            self._apply(HandshakeEvent.INITIALIZE_SUCCEEDED)
+
+    def _apply(self, event: HandshakeEvent) -> None:
+        try:
+            self.state = _TRANSITIONS[(self.state, event)]
+        except KeyError:
+            raise IllegalTransition(f"{event.value} in {self.state.value}") from None

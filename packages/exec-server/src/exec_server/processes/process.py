@@ -245,7 +245,6 @@ class ManagedProcess:
         self._popen: subprocess.Popen[bytes] | None = None
         self._pidfd = -1
         self._streams: dict[int, str] = {}  # open output fd -> stream name
-        self._paused = False
         self._stdin_fd: int | None = None
         self._held_master = -1
         self._stdin = StdinState.NONE
@@ -269,8 +268,16 @@ class ManagedProcess:
 
     # ------------------------------------------------------------------ spawn
 
-    def spawn(self, spec: SpawnSpec, cgroups: CgroupManager | None, leaf: str | None) -> None:
-        """Start the child (in ``leaf``, a cgroup of ``cgroups``, when given). Raises OSError
+    def spawn(
+        self,
+        spec: SpawnSpec,
+        cgroups: CgroupManager | None,
+        leaf: str | None,
+        *,
+        reading: bool = True,
+    ) -> None:
+        """Start the child (in ``leaf``, a cgroup of ``cgroups``, when given), its output
+        pumped at once when ``reading`` (else from :meth:`resume_reading` on). Raises OSError
         (missing program, bad cwd, ...); the caller discards ``leaf`` then."""
         self.tty = spec.tty
         self._cleanup = spec.cleanup
@@ -341,8 +348,8 @@ class ManagedProcess:
                 self._stdin_fd = parent_fds[2]
                 self._stdin = StdinState.OPEN
                 os.set_blocking(self._stdin_fd, False)
-        for fd, stream in self._streams.items():
-            loop.add_reader(fd, self._on_readable, fd, stream)
+        if reading:
+            self.resume_reading()
         self._pidfd = os.pidfd_open(self.pid)
         loop.add_reader(self._pidfd, self._on_pidfd)
 
@@ -429,17 +436,15 @@ class ManagedProcess:
                     self._on_eof(fd)
 
     def pause_reading(self) -> None:
-        """Stop reading output (the connection is congested)."""
-        if not self._paused:
-            self._paused = True
-            for fd in self._streams:
-                self._loop.remove_reader(fd)
+        """Stop reading output (the connection is congested). Whether reading is paused is
+        the owner's to remember (:class:`~.table.ProcessTable`): this and
+        :meth:`resume_reading` are called on its transitions only."""
+        for fd in self._streams:
+            self._loop.remove_reader(fd)
 
     def resume_reading(self) -> None:
-        if self._paused:
-            self._paused = False
-            for fd, stream in self._streams.items():
-                self._loop.add_reader(fd, self._on_readable, fd, stream)
+        for fd, stream in self._streams.items():
+            self._loop.add_reader(fd, self._on_readable, fd, stream)
 
     # ------------------------------------------------------------------ exit
 

@@ -96,6 +96,7 @@ class ProcessTable:
         self._procs: dict[str, ManagedProcess] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._paused = False
+        """Output pumps stopped (the connection is congested); the one flag for it."""
         self._unread: set[str] = set()
         self._running = 0
         self.retained = 0
@@ -234,14 +235,12 @@ class ProcessTable:
             on_retained=self._on_retained,
         )
         try:
-            proc.spawn(spec, cgroups, leaf)
+            proc.spawn(spec, cgroups, leaf, reading=not self._paused)
         except OSError as exc:
             raise internal_error(format_os_error(exc)) from exc
         self._procs[p.process_id] = proc
         self._running += 1
         self._config.live_pids.add(proc.pid)
-        if self._paused:
-            proc.pause_reading()
         log.info(
             "process started",
             extra={
@@ -377,11 +376,15 @@ class ProcessTable:
 
     def pause_reading(self) -> None:
         """Stop pumping output (the connection is congested); new processes start paused."""
+        if self._paused:
+            return
         self._paused = True
         for proc in self._procs.values():
             proc.pause_reading()
 
     def resume_reading(self) -> None:
+        if not self._paused:
+            return
         self._paused = False
         for proc in self._procs.values():
             proc.resume_reading()
