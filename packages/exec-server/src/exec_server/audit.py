@@ -28,8 +28,8 @@ import orjson
 from exec_server_protocol.process import StartParams, StartResult
 
 from .auth import Principal
-from .exceptions import RpcError
 from .processes import ProcessTable
+from .wire_errors import wire_error
 
 __all__ = ["ProcessAudit"]
 
@@ -88,7 +88,8 @@ class ProcessAudit:
             result = table.start(p)
         except Exception as exc:
             extra["sandboxed"] = "yes" if p.sandbox is not None else "no"
-            extra["outcome"] = exc.message if isinstance(exc, RpcError) else "internal error"
+            known = wire_error(exc)
+            extra["outcome"] = known.message if known is not None else "internal error"
             log.info("process start refused", extra=extra)
             raise
         extra["sandboxed"] = "no" if result.sandbox_type == "none" else "yes"

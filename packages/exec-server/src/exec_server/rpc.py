@@ -38,7 +38,7 @@ from exec_server_protocol import (
     encode_error,
 )
 
-from .exceptions import RpcError, SandboxUnavailable
+from .wire_errors import wire_error
 
 __all__ = [
     "Dispatch",
@@ -106,20 +106,20 @@ class Ignored:
 
 def error_code(exc: BaseException) -> int:
     """The code :func:`error_frame` answers ``exc`` with."""
-    return exc.code if isinstance(exc, RpcError) else ErrorCode.INTERNAL_ERROR
+    known = wire_error(exc)
+    return ErrorCode.INTERNAL_ERROR if known is None else known.code
 
 
 def error_frame(request_id: RequestId, exc: BaseException) -> bytes:
     """The one place an exception becomes a wire error.
 
-    An :class:`RpcError` is sent as is, :class:`SandboxUnavailable` as -32603 with its message
-    (it says what the host lacks); anything else is logged here with its traceback and
-    answered with a generic -32603, never with internal details.
+    An exception of :data:`~exec_server.wire_errors.WIRE_ERRORS` is sent as that table says;
+    anything else is logged here with its traceback and answered with a generic -32603, never
+    with internal details.
     """
-    if isinstance(exc, RpcError):
-        return encode_error(request_id, exc.code, exc.message)
-    if isinstance(exc, SandboxUnavailable):
-        return encode_error(request_id, ErrorCode.INTERNAL_ERROR, str(exc))
+    known = wire_error(exc)
+    if known is not None:
+        return encode_error(request_id, known.code, known.message)
     log.error("internal error answering request %r", request_id, exc_info=exc)
     return encode_error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
 

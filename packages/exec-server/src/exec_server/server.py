@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import pybase64
 from exec_server_protocol import (
     EmptyResult,
-    ErrorCode,
     SessionId,
     encode_notification,
     encode_result,
@@ -56,7 +55,7 @@ from exec_server_protocol.session import EnvironmentInfo, InitializeParams, Init
 from .audit import ProcessAudit
 from .auth import ANONYMOUS, Principal
 from .environment import environment_info
-from .exceptions import QuotaExceeded, RpcError, invalid_params, invalid_request
+from .exceptions import Draining, InvalidArgument, QuotaExceeded, SessionTakenOver
 from .metrics import METRICS, error_class, method_label
 from .processes import (
     CgroupManager,
@@ -67,10 +66,11 @@ from .processes import (
     reset_inherited_signal_state,
 )
 from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_code, error_frame
-from .sessions import NotOwner, Session, SessionRegistry, SessionState, UnknownSession
+from .sessions import NotOwner, Session, SessionRegistry, SessionState
 from .transport import TlsCertificate
 from .transport.base import FrameSink
 from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
+from .wire_errors import limit_hit
 
 if TYPE_CHECKING:
     from .fs import FsService
@@ -279,8 +279,9 @@ class ClientConnection:
             self.send(out.frame if isinstance(out, _Encoded) else encode_result(d.request_id, out))
         else:
             result = error_class(error_code(exc))
-            if isinstance(exc, QuotaExceeded):
-                METRICS.limit_hit(exc.limit)
+            limit = limit_hit(exc)
+            if limit is not None:
+                METRICS.limit_hit(limit)
             self.send(error_frame(d.request_id, exc))
         METRICS.request_answered(d.spec.name, result, time.perf_counter() - started)
 
@@ -335,7 +336,7 @@ class ClientConnection:
         session = self.session
         assert session is not None  # the handshake check guarantees it
         if not session.attached_to(self):
-            raise invalid_request("session has been resumed by another connection")
+            raise SessionTakenOver
         return session
 
     def close_taken_over(self) -> None:
@@ -576,14 +577,13 @@ class Server:
                     p.resume_session_id, conn, now, owner=conn.principal
                 )
             except NotOwner:
-                # Answered exactly like an unknown id, so ids of others cannot be probed.
+                # Answered exactly like an unknown id (a kind of it), so ids of others cannot
+                # be probed.
                 log.info(
                     "session resume refused: created by another principal",
                     extra={"session_id": p.resume_session_id, "principal": conn.principal},
                 )
-                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
-            except UnknownSession:
-                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
+                raise
             session.attached(conn)
             if isinstance(previous, ClientConnection) and previous is not conn:
                 log.info("session taken over", extra={"session_id": session.id})
@@ -593,11 +593,7 @@ class Server:
             self._schedule_expiry()
             return session
         if self.draining:
-            raise RpcError(
-                ErrorCode.SERVER_DRAINING,
-                "server is draining (shutting down): no new sessions; retry on another "
-                "server or after its restart",
-            )
+            raise Draining
         if len(self.sessions) >= self.config.max_sessions:
             raise QuotaExceeded(
                 f"--max-sessions {self.config.max_sessions}",
@@ -665,11 +661,11 @@ def _process_read(conn: ClientConnection, p: ReadParams) -> Any:
 def _process_write(conn: ClientConnection, p: WriteParams) -> Any:
     table = conn.require_session().processes
     if not p.write_id:
-        raise invalid_params("writeId must not be empty")
+        raise InvalidArgument("writeId must not be empty")
     try:
         data = pybase64.b64decode(p.chunk, validate=True)
     except ValueError as exc:
-        raise invalid_params(f"chunk is not valid base64: {exc}") from exc
+        raise InvalidArgument(f"chunk is not valid base64: {exc}") from exc
     proc = table.get(p.process_id)
     if proc is None:
         return WriteResult(status="unknownProcess")

@@ -36,6 +36,8 @@ from typing import Any, Generic, TypeVar
 
 from exec_server_protocol import SessionId
 
+from .exceptions import NotOwner, UnknownSession
+
 __all__ = [
     "IllegalTransition",
     "NotOwner",
@@ -74,14 +76,6 @@ _TRANSITIONS: dict[tuple[SessionState, Event], SessionState] = {
 
 class IllegalTransition(RuntimeError):
     """A transition the table does not allow (a bug in the caller)."""
-
-
-class UnknownSession(LookupError):
-    """No live session has this id (never existed, or expired)."""
-
-
-class NotOwner(UnknownSession):
-    """The session exists but belongs to another owner: to that caller it is unknown."""
 
 
 class Session(Generic[C]):

@@ -39,7 +39,7 @@ from exec_server_protocol.process import (
     ResourceUsage,
 )
 
-from ..exceptions import invalid_request
+from ..exceptions import NotATty
 from ..metrics import METRICS
 from . import spawn_helper as _helper
 from .env import resolve_program
@@ -47,7 +47,7 @@ from .ring import OutputRing
 from .tree import CgroupManager, kill_descendants
 from .writes import WriteLog
 
-__all__ = ["Emit", "ManagedProcess", "SpawnSpec", "StdinState", "format_os_error"]
+__all__ = ["Emit", "ManagedProcess", "SpawnSpec", "StdinState"]
 
 log = logging.getLogger("exec_server.process")
 
@@ -100,13 +100,6 @@ class StdinState(enum.Enum):
     """Closed by the client: writes are `stdinClosed`."""
     GONE = "gone"
     """No reader is left: writes are `accepted` and dropped."""
-
-
-def format_os_error(exc: OSError) -> str:
-    """OS error text in the reference's form: ``No such file or directory (os error 2)``."""
-    if exc.errno is None:
-        return str(exc)
-    return f"{os.strerror(exc.errno)} (os error {exc.errno})"
 
 
 def _set_ctty() -> None:
@@ -757,7 +750,7 @@ class ManagedProcess:
 
     def resize(self, rows: int, cols: int) -> None:
         if not self.tty:
-            raise invalid_request(f"process {self.process_id} is not a tty")
+            raise NotATty(self.process_id)
         fd = next(iter(self._streams), None)
         if fd is None:
             return

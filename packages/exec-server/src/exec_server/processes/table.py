@@ -17,20 +17,22 @@ import os
 import signal
 from collections.abc import Callable
 
-from exec_server_protocol import ErrorCode, InvalidPathUriError, NonLocalHostError, parse_path_uri
+from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_path_uri
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
 
 from ..exceptions import (
+    DuplicateProcess,
+    InvalidArgument,
+    OperationFailed,
     QuotaExceeded,
-    RpcError,
-    SandboxUnavailable,
-    internal_error,
-    invalid_params,
-    invalid_request,
+    Refused,
+    SessionTakenOver,
+    SpawnFailed,
+    UnknownProcess,
 )
 from ..metrics import METRICS
 from .env import build_env, resolve_executable
-from .process import Emit, ManagedProcess, SpawnSpec, format_os_error
+from .process import Emit, ManagedProcess, SpawnSpec
 from .tree import CgroupManager
 
 __all__ = ["ProcessConfig", "ProcessTable"]
@@ -133,7 +135,7 @@ class ProcessTable:
     def require(self, process_id: str) -> ManagedProcess:
         proc = self._procs.get(process_id)
         if proc is None:
-            raise invalid_request(f"unknown process id {process_id}")
+            raise UnknownProcess(process_id)
         return proc
 
     def start(self, p: StartParams) -> StartResult:
@@ -144,7 +146,7 @@ class ProcessTable:
         except BaseException as exc:
             if cgroups is not None and leaf is not None:
                 cgroups.discard_leaf(leaf)
-            if not isinstance(exc, RpcError) or exc.code == ErrorCode.INTERNAL_ERROR:
+            if not isinstance(exc, Refused):
                 # Not a refusal of the request (bad params, a quota): the spawn failed.
                 METRICS.process_finished("failed_to_start", 0.0)
             raise
@@ -153,18 +155,18 @@ class ProcessTable:
         self, p: StartParams, cgroups: CgroupManager | None, leaf: str | None
     ) -> StartResult:
         if not p.argv:
-            raise invalid_params("argv must not be empty")
+            raise InvalidArgument("argv must not be empty")
         _check_exec_strings(p)
         try:
             cwd = parse_path_uri(p.cwd)
         except NonLocalHostError as exc:
-            raise invalid_params(
+            raise InvalidArgument(
                 f"cwd URI `{p.cwd}` is not valid on this exec-server host: {exc}"
             ) from exc
         except InvalidPathUriError as exc:
-            raise invalid_params(str(exc)) from exc
+            raise InvalidArgument(str(exc)) from exc
         if p.process_id in self._procs:
-            raise invalid_request(f"process {p.process_id} already exists")
+            raise DuplicateProcess(p.process_id)
         self._check_quotas()
         env = build_env(p.env, p.env_policy)
         argv = list(p.argv)
@@ -178,16 +180,14 @@ class ProcessTable:
                 plan = sandbox.prepare_spawn(
                     p.sandbox, argv=argv, cwd=cwd, env=env, arg0=p.arg0, leaf=leaf
                 )
-            except SandboxUnavailable as exc:
-                raise internal_error(str(exc)) from exc
             except OSError as exc:  # the program could not be resolved
-                raise internal_error(format_os_error(exc)) from exc
+                raise SpawnFailed(exc) from exc
             sandbox_type = plan.sandbox_type
             executable = plan.executable
             if executable is None:
                 try:
                     executable = self._resolve(plan.argv[0], plan.env)
-                except RpcError:
+                except OperationFailed:
                     if plan.release is not None:
                         plan.release()
                     raise
@@ -237,7 +237,7 @@ class ProcessTable:
         try:
             proc.spawn(spec, cgroups, leaf, reading=not self._paused)
         except OSError as exc:
-            raise internal_error(format_os_error(exc)) from exc
+            raise SpawnFailed(exc) from exc
         self._procs[p.process_id] = proc
         self._running += 1
         self._config.live_pids.add(proc.pid)
@@ -327,7 +327,7 @@ class ProcessTable:
         try:
             return resolve_executable(program, env)
         except OSError as exc:
-            raise internal_error(format_os_error(exc)) from exc
+            raise SpawnFailed(exc) from exc
 
     async def read(
         self,
@@ -346,7 +346,7 @@ class ProcessTable:
                 waiters.add(interrupted)
             await asyncio.wait(waiters, timeout=wait_ms / 1000, return_when="FIRST_COMPLETED")
             if interrupted is not None and interrupted.done():
-                raise invalid_request("session has been resumed by another connection")
+                raise SessionTakenOver
             proc = self._procs.get(process_id, proc)
         return self.snapshot(proc, after, max_bytes)
 
@@ -436,9 +436,9 @@ async def _exited(proc: ManagedProcess) -> None:
 def _check_exec_strings(p: StartParams) -> None:
     """What execve cannot carry: NUL bytes anywhere, ``=`` or nothing as a variable name."""
     if any("\0" in a for a in p.argv) or (p.arg0 is not None and "\0" in p.arg0):
-        raise invalid_params("argv must not contain NUL bytes")
+        raise InvalidArgument("argv must not contain NUL bytes")
     policy_set = p.env_policy.set if p.env_policy is not None else {}
     for env in (p.env, policy_set):
         for name, value in env.items():
             if not name or "=" in name or "\0" in name or "\0" in value:
-                raise invalid_params(f"invalid environment variable {name!r}")
+                raise InvalidArgument(f"invalid environment variable {name!r}")

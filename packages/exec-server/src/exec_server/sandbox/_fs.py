@@ -57,7 +57,7 @@ async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: A
     Relative sandbox paths resolve against the intent's cwd (or the server's).
 
     Raises:
-        RpcError: -32602 for a malformed intent.
+        InvalidArgument: a malformed intent.
         SandboxUnavailable: the host cannot enforce the intent's file-system rules.
         Exception: whatever ``fn`` raises (a denied write: ``PermissionError`` / ``OSError``).
     """
