@@ -65,6 +65,7 @@ from .processes import (
     make_subreaper,
     reset_inherited_signal_state,
 )
+from .processes.writes import WriteStatus
 from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_code, error_frame
 from .sessions import NotOwner, Session, SessionRegistry, SessionState
 from .transport import TlsCertificate
@@ -673,12 +674,12 @@ def _process_write(conn: ClientConnection, p: WriteParams) -> Any:
     if not isinstance(outcome, str) and outcome.done():
         outcome = outcome.result()  # a retry of a finished write is answered at once
     if isinstance(outcome, str):
-        return WriteResult(status=outcome)  # type: ignore[arg-type]  # statuses come from WriteStatus
+        return WriteResult(status=outcome)
     return _write_result(outcome)
 
 
-async def _write_result(outcome: asyncio.Future[str]) -> WriteResult:
-    return WriteResult(status=await asyncio.shield(outcome))  # type: ignore[arg-type]  # see above
+async def _write_result(outcome: asyncio.Future[WriteStatus]) -> WriteResult:
+    return WriteResult(status=await asyncio.shield(outcome))
 
 
 def _process_signal(conn: ClientConnection, p: SignalParams) -> EmptyResult:

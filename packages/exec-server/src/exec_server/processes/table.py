@@ -11,9 +11,8 @@ so much that a new one could not keep its ``--retention-bytes``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
-import os
 import signal
 from collections.abc import Callable
 
@@ -32,7 +31,8 @@ from ..exceptions import (
 )
 from ..metrics import METRICS
 from .env import build_env, resolve_executable
-from .process import Emit, ManagedProcess, SpawnSpec
+from .process import Emit, ManagedProcess
+from .spawn import SpawnSpec
 from .tree import CgroupManager
 
 __all__ = ["ProcessConfig", "ProcessTable"]
@@ -419,13 +419,12 @@ class ProcessTable:
             self._drop_retained(proc, evict=False)
         for proc in procs:
             proc.kill_tree()
+        live_pids = self._config.live_pids
         for proc in procs:
-            if not proc.is_reaped():
-                # Reap now that it is dead, so no zombie outlives the session.
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(proc.pid, 0)
-            self._config.live_pids.discard(proc.pid)
-            proc.release()
+            # A process not reaped yet is reaped as soon as its death is reported (no zombie
+            # outlives the session, and the event loop never waits for one); until then the
+            # orphan reaper leaves its pid alone.
+            proc.release(on_reaped=functools.partial(live_pids.discard, proc.pid))
 
 
 async def _exited(proc: ManagedProcess) -> None:
