@@ -9,13 +9,13 @@ to one process are queued in arrival order, and nothing waits behind a slow requ
 Bounds per connection, so a peer that sends requests and never reads the replies cannot grow
 the server's memory: at most :data:`MAX_REQUESTS_IN_FLIGHT` requests wait in tasks (then the
 transport stops handing over messages until one finishes); the methods whose replies can be
-large (:data:`BIG_REPLY_METHODS`) run at most :data:`MAX_BIG_REPLIES_IN_FLIGHT` at a time and
-start only while the send buffer is below its high-water mark (the transport itself stops
-delivering messages while it is above).
+large (``big_reply`` in :data:`~exec_server.handlers.HANDLERS`) run at most
+:data:`MAX_BIG_REPLIES_IN_FLIGHT` at a time and start only while the send buffer is below its
+high-water mark (the transport itself stops delivering messages while it is above).
 
 Drain (:meth:`Server.start_drain`, on SIGTERM): ``/readyz`` answers 503 and ``initialize``
-without a resumable session is refused with :data:`ErrorCode.SERVER_DRAINING`; everything else,
-resuming included, keeps working. :meth:`Server.wait_drained` returns once every process of
+without a resumable session is refused (:class:`~exec_server.exceptions.Draining`); everything
+else, resuming included, keeps working. :meth:`Server.wait_drained` returns once every process of
 every session has closed and its end has reached the client; the caller then shuts down.
 """
 
@@ -24,38 +24,27 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import inspect
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pybase64
 from exec_server_protocol import (
-    EmptyResult,
     SessionId,
     encode_notification,
     encode_result,
 )
 from exec_server_protocol.fs import ReadDirectoryResult, ReadFileResult, WalkResult
-from exec_server_protocol.process import (
-    ReadParams,
-    ResizeParams,
-    SignalParams,
-    StartParams,
-    TerminateParams,
-    TerminateResult,
-    WriteParams,
-    WriteResult,
-)
-from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
+from exec_server_protocol.session import EnvironmentInfo, InitializeParams
 
 from .audit import ProcessAudit
 from .auth import ANONYMOUS, Principal
 from .environment import environment_info
-from .exceptions import Draining, InvalidArgument, QuotaExceeded, SessionTakenOver
+from .exceptions import Draining, QuotaExceeded, SessionTakenOver
+from .fs import FsService
+from .handlers import HANDLERS, Handler, Later
 from .metrics import METRICS, error_class, method_label
 from .processes import (
     CgroupManager,
@@ -65,16 +54,12 @@ from .processes import (
     make_subreaper,
     reset_inherited_signal_state,
 )
-from .processes.writes import WriteStatus
 from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_code, error_frame
 from .sessions import NotOwner, Session, SessionRegistry, SessionState
 from .transport import TlsCertificate
 from .transport.base import FrameSink
 from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
 from .wire_errors import limit_hit
-
-if TYPE_CHECKING:
-    from .fs import FsService
 
 __all__ = ["Server", "ServerConfig", "ServerSession"]
 
@@ -87,7 +72,6 @@ MAX_BIG_REPLIES_IN_FLIGHT = 1
 two or three times over (read, base64, JSON) until its reply is queued; with one at a time, a
 peer that never reads costs one reply in the send buffer and one in progress (an 8 MiB file:
 about 50 MiB). Other connections are not held up by it."""
-BIG_REPLY_METHODS = frozenset({"fs/readFile", "fs/readDirectory", "fs/walk"})
 
 TAKEOVER_CLOSE_CODE = 4000
 TAKEOVER_REASON = "session resumed by another connection"
@@ -167,8 +151,6 @@ class ServerSession(Session["ClientConnection"]):
     @property
     def fs(self) -> FsService:
         if self._fs is None:
-            from .fs import FsService
-
             self._fs = FsService(notify=self.notify, max_handles=self._max_fs_handles)
         return self._fs
 
@@ -192,9 +174,6 @@ class ServerSession(Session["ClientConnection"]):
         self.audit.session_closed()
         if self._fs is not None:
             await self._fs.aclose()
-
-
-Handler = Callable[["ClientConnection", Any], Any]
 
 
 class ClientConnection:
@@ -288,35 +267,38 @@ class ClientConnection:
 
     def _dispatch(self, d: Dispatch) -> None:
         started = time.perf_counter()
-        handler = HANDLERS[d.spec.name]
-        if d.spec.name in BIG_REPLY_METHODS:
-            out: Any = self._big_reply(d, handler)
+        handler = HANDLERS[d.spec]
+        pending: Awaitable[Any]
+        if handler.big_reply:
+            pending = self._big_reply(d, handler)
         else:
             try:
-                out = handler(self, d.params)
+                out = handler.run(self, d.params)
             except Exception as exc:
                 self._answer(d, started, None, exc)
                 return
-        if inspect.isawaitable(out):
-            task = asyncio.ensure_future(out)
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._finish, d, started))
-            if len(self._tasks) >= MAX_REQUESTS_IN_FLIGHT and not self._reading_paused:
-                self._reading_paused = True
-                METRICS.limit_hit("requests_in_flight")
-                self.sink.pause_reading()
-        else:
-            self._answer(d, started, out, None)
+            if handler.in_task:
+                pending = out
+            elif isinstance(out, Later):
+                pending = out.awaitable
+            else:
+                self._answer(d, started, out, None)
+                return
+        task = asyncio.ensure_future(pending)
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finish, d, started))
+        if len(self._tasks) >= MAX_REQUESTS_IN_FLIGHT and not self._reading_paused:
+            self._reading_paused = True
+            METRICS.limit_hit("requests_in_flight")
+            self.sink.pause_reading()
 
-    async def _big_reply(self, d: Dispatch, handler: Handler) -> Any:
-        """Run ``handler`` once a big-reply slot is free and the send buffer has room; a large
-        result is encoded in a worker thread (a 512 MiB file is seconds of JSON and base64
-        work that would otherwise hold every other connection up)."""
+    async def _big_reply(self, d: Dispatch, handler: Handler[Any, Any]) -> Any:
+        """Run ``handler`` (a file method) once a big-reply slot is free and the send buffer
+        has room; a large result is encoded in a worker thread (a 512 MiB file is seconds of
+        JSON and base64 work that would otherwise hold every other connection up)."""
         async with self._big_replies:
             await self._writable.wait()
-            out = handler(self, d.params)
-            if inspect.isawaitable(out):
-                out = await out
+            out = await handler.run(self, d.params)
             if _is_large(out):
                 return _Encoded(await asyncio.to_thread(encode_result, d.request_id, out))
             return out
@@ -623,114 +605,3 @@ class Server:
         if self.process_config.cgroups is not None:
             self.process_config.cgroups.aclose()
         self._reaper.reap()
-
-
-# ---------------------------------------------------------------------- handlers
-
-
-def _initialize(conn: ClientConnection, p: InitializeParams) -> InitializeResult:
-    session = conn.server.initialize(conn, p)
-    conn.session = session
-    return InitializeResult(session_id=session.id, environment_info=conn.server.info)
-
-
-def _environment_info(conn: ClientConnection, _: Any) -> EnvironmentInfo:
-    return conn.server.info
-
-
-def _environment_config_read(conn: ClientConnection, p: Any) -> Any:
-    from .environment_config import read_environment_config
-
-    return read_environment_config(p)
-
-
-def _process_start(conn: ClientConnection, p: StartParams) -> Any:
-    session = conn.require_session()
-    return session.audit.start(session.processes, p)
-
-
-def _process_read(conn: ClientConnection, p: ReadParams) -> Any:
-    session = conn.require_session()
-    table = session.processes
-    proc = table.require(p.process_id)
-    after = p.after_seq or 0
-    if p.wait_ms and p.wait_ms > 0 and not proc.ready_for(after):
-        return table.read(p.process_id, after, p.max_bytes, p.wait_ms, session.interrupted)
-    return table.snapshot(proc, after, p.max_bytes)
-
-
-def _process_write(conn: ClientConnection, p: WriteParams) -> Any:
-    table = conn.require_session().processes
-    if not p.write_id:
-        raise InvalidArgument("writeId must not be empty")
-    try:
-        data = pybase64.b64decode(p.chunk, validate=True)
-    except ValueError as exc:
-        raise InvalidArgument(f"chunk is not valid base64: {exc}") from exc
-    proc = table.get(p.process_id)
-    if proc is None:
-        return WriteResult(status="unknownProcess")
-    outcome = proc.write(data, p.write_id, p.close_stdin)
-    if not isinstance(outcome, str) and outcome.done():
-        outcome = outcome.result()  # a retry of a finished write is answered at once
-    if isinstance(outcome, str):
-        return WriteResult(status=outcome)
-    return _write_result(outcome)
-
-
-async def _write_result(outcome: asyncio.Future[WriteStatus]) -> WriteResult:
-    return WriteResult(status=await asyncio.shield(outcome))
-
-
-def _process_signal(conn: ClientConnection, p: SignalParams) -> EmptyResult:
-    proc = conn.require_session().processes.get(p.process_id)
-    if proc is not None:
-        proc.send_signal(p.signal)
-    return EmptyResult()
-
-
-def _process_terminate(conn: ClientConnection, p: TerminateParams) -> TerminateResult:
-    proc = conn.require_session().processes.get(p.process_id)
-    if proc is None:
-        return TerminateResult(running=False)
-    return TerminateResult(running=proc.terminate())
-
-
-def _process_resize(conn: ClientConnection, p: ResizeParams) -> EmptyResult:
-    conn.require_session().processes.require(p.process_id).resize(p.rows, p.cols)
-    return EmptyResult()
-
-
-def _fs(method: str) -> Handler:
-    def handler(conn: ClientConnection, p: Any) -> Any:
-        return getattr(conn.require_session().fs, method)(p)
-
-    handler.__name__ = f"_fs_{method}"
-    return handler
-
-
-HANDLERS: dict[str, Handler] = {
-    "initialize": _initialize,
-    "environment/info": _environment_info,
-    "environmentConfig/read": _environment_config_read,
-    "process/start": _process_start,
-    "process/read": _process_read,
-    "process/write": _process_write,
-    "process/signal": _process_signal,
-    "process/terminate": _process_terminate,
-    "process/resize": _process_resize,
-    "fs/readFile": _fs("read_file"),
-    "fs/writeFile": _fs("write_file"),
-    "fs/createDirectory": _fs("create_directory"),
-    "fs/getMetadata": _fs("get_metadata"),
-    "fs/readDirectory": _fs("read_directory"),
-    "fs/remove": _fs("remove"),
-    "fs/copy": _fs("copy"),
-    "fs/canonicalize": _fs("canonicalize"),
-    "fs/walk": _fs("walk"),
-    "fs/open": _fs("open"),
-    "fs/readBlock": _fs("read_block"),
-    "fs/writeBlock": _fs("write_block"),
-    "fs/close": _fs("close"),
-    "fs/watchMissing": _fs("watch_missing"),
-}
