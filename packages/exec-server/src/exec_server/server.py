@@ -79,6 +79,9 @@ TAKEOVER_REASON = "session resumed by another connection"
 
 @dataclass
 class ServerConfig:
+    """Everything an operator can set, with its default: the one place defaults are written
+    (the command line reads them from here)."""
+
     session_ttl: float = 80.0
     retention_bytes: int = 1 << 20
     closed_retention_s: float = 80.0

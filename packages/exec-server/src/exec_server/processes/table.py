@@ -41,18 +41,19 @@ log = logging.getLogger("exec_server.process")
 
 
 class ProcessConfig:
-    """Server-wide process settings shared by every session."""
+    """Server-wide process settings shared by every session (the server's configuration has
+    the defaults)."""
 
     def __init__(
         self,
         *,
-        retention_bytes: int = 1 << 20,
-        closed_retention_s: float = 80.0,
-        cgroups: CgroupManager | None = None,
-        max_processes: int = 1024,
-        max_processes_per_session: int = 256,
-        max_retained_bytes: int = 1 << 30,
-        max_session_retained_bytes: int = 128 << 20,
+        retention_bytes: int,
+        closed_retention_s: float,
+        cgroups: CgroupManager | None,
+        max_processes: int,
+        max_processes_per_session: int,
+        max_retained_bytes: int,
+        max_session_retained_bytes: int,
     ) -> None:
         self.max_processes = max_processes
         self.max_processes_per_session = max_processes_per_session
