@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import spawn_helper as _helper
-from .env import resolve_program
+from .env import resolve_executable
 
 __all__ = ["Child", "SpawnSpec", "start_child"]
 
@@ -43,7 +43,7 @@ def _joining(
     """
     assert spec.executable is not None
     # Once the helper runs, a failing exec is only an exit status: find those errors now.
-    resolve_program(spec.executable, spec.cwd)
+    resolve_executable(spec.executable, cwd=spec.cwd)
     helper: _helper.HelperFile | None = None
     if platform.machine() == _helper.HELPER_ARCH:
         with contextlib.suppress(OSError):  # no memfd or no /proc/self/fd (old gVisor)

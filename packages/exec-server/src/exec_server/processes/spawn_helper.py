@@ -30,6 +30,8 @@ import os
 import struct
 from collections.abc import Sequence
 
+from .._linux import SYSCALLS_BY_ARCH
+
 __all__ = ["HELPER_ARCH", "SCRATCH", "HelperFile", "Script"]
 
 HELPER_ARCH = "x86_64"
@@ -47,21 +49,7 @@ _NO_CORE = SCRATCH + 32  # struct rlimit {0, 0}
 
 _EXEC, _FORK_OUTER, _FORK_INIT = -1, -2, -3
 
-SYS = {
-    "write": 1,
-    "close": 3,
-    "mmap": 9,
-    "rt_sigprocmask": 14,
-    "capset": 126,
-    "prctl": 157,
-    "mount": 165,
-    "unshare": 272,
-    "openat": 257,
-    "seccomp": 317,
-    "close_range": 436,
-    "landlock_add_rule": 445,
-    "landlock_restrict_self": 446,
-}
+SYS = SYSCALLS_BY_ARCH[HELPER_ARCH]
 _FAIL_MESSAGE = b"exec-server: sandbox setup failed\n"
 
 

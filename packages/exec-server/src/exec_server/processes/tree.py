@@ -29,6 +29,8 @@ import signal
 import tempfile
 from collections.abc import Callable
 
+from .._linux import CLONE_NEWNS, MNT_DETACH, MS_REC, MS_SLAVE, PR_SET_CHILD_SUBREAPER
+
 __all__ = [
     "CgroupManager",
     "OrphanReaper",
@@ -39,8 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def make_subreaper() -> bool:
@@ -99,12 +99,6 @@ def _cgroup2_mount() -> str | None:
     except OSError:
         return None
     return None
-
-
-CLONE_NEWNS = 0x00020000
-MS_REC = 0x4000
-MS_SLAVE = 1 << 19
-MNT_DETACH = 2
 
 
 def _private_cgroup2_mount() -> str | None:
