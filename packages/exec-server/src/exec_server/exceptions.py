@@ -150,45 +150,49 @@ class Refused(ExecServerError):
     :mod:`exec_server.wire_errors`)."""
 
 
-class InvalidArgument(Refused):
-    """A param fails a semantic check; ``message`` says which and why."""
+class _Said(Refused):
+    """A refusal whose text is the site's own (``message``)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class BadRequest(Refused):
+class _ProcessRefused(Refused):
+    """A refusal about one process (``process_id``)."""
+
+    def __init__(self, process_id: str) -> None:
+        super().__init__(process_id)
+        self.process_id = process_id
+
+
+class _HandleRefused(Refused):
+    """A refusal about one file handle (``handle_id``)."""
+
+    def __init__(self, handle_id: str) -> None:
+        super().__init__(handle_id)
+        self.handle_id = handle_id
+
+
+class InvalidArgument(_Said):
+    """A param fails a semantic check; ``message`` says which and why."""
+
+
+class BadRequest(_Said):
     """A request the reference refuses as invalid (a value past one of its fixed limits, a
     malformed ``dataBase64``, ...); ``message`` is the reference's text."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
-
-class UnknownProcess(Refused):
+class UnknownProcess(_ProcessRefused):
     """No process of the session has this id."""
 
-    def __init__(self, process_id: str) -> None:
-        super().__init__(process_id)
-        self.process_id = process_id
 
-
-class DuplicateProcess(Refused):
+class DuplicateProcess(_ProcessRefused):
     """The session has a process with this id already."""
 
-    def __init__(self, process_id: str) -> None:
-        super().__init__(process_id)
-        self.process_id = process_id
 
-
-class NotATty(Refused):
+class NotATty(_ProcessRefused):
     """A request only a tty process takes (``process/resize``)."""
-
-    def __init__(self, process_id: str) -> None:
-        super().__init__(process_id)
-        self.process_id = process_id
 
 
 class SessionTakenOver(Refused):
@@ -235,42 +239,35 @@ class NonLocalPath(Refused):
         self.uri = uri
 
 
-class UnknownHandle(Refused):
+class UnknownHandle(_HandleRefused):
     """No open file handle has this id."""
 
-    def __init__(self, handle_id: str) -> None:
-        super().__init__(handle_id)
-        self.handle_id = handle_id
 
-
-class DuplicateHandle(Refused):
+class DuplicateHandle(_HandleRefused):
     """An open (or opening) file handle has this id."""
-
-    def __init__(self, handle_id: str) -> None:
-        super().__init__(handle_id)
-        self.handle_id = handle_id
 
 
 class FsClosed(Refused):
     """The session's file-system service is closed (the session ended)."""
 
 
-class FsRefused(Refused):
+class FsRefused(_Said):
     """An fs operation the reference refuses, with its text. Raised by the blocking
     operations, so it pickles (a sandboxed fs worker sends it back)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
-
-class FsLimitExceeded(FsRefused):
-    """An fs operation refused by a fixed limit; ``limit`` names it for the metrics."""
+class _AtLimit(Exception):
+    """An fs operation stopped by one of its fixed limits, with its text; ``limit`` names
+    the limit for the metrics. Picklable: its args rebuild it."""
 
     def __init__(self, message: str, limit: str) -> None:
-        Exception.__init__(self, message, limit)  # args rebuild it when unpickled
+        Exception.__init__(self, message, limit)
         self.message = message
         self.limit = limit
+
+
+class FsLimitExceeded(_AtLimit, FsRefused):
+    """An fs operation refused by a fixed limit."""
 
 
 # ---------------------------------------------------------------------- server: failures
@@ -285,31 +282,25 @@ class SandboxUnavailable(OperationFailed):
     missing)."""
 
 
-class SpawnFailed(OperationFailed):
-    """The command could not be started (or its program not found); ``error`` is the OS
-    error."""
+class _OsFailure(OperationFailed):
+    """The work failed with an OS error (``error``)."""
 
     def __init__(self, error: OSError) -> None:
         super().__init__(error)
         self.error = error
 
 
-class FsOsError(OperationFailed):
-    """An fs operation's OS error; ``error`` is it."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__(error)
-        self.error = error
+class SpawnFailed(_OsFailure):
+    """The command could not be started (or its program not found)."""
 
 
-class FsFailed(OperationFailed):
+class FsOsError(_OsFailure):
+    """An fs operation's OS error."""
+
+
+class FsFailed(_AtLimit, OperationFailed):
     """An fs operation that failed past one of its fixed limits (the reference answers it as
-    an internal error), with its text; ``limit`` names it for the metrics. Picklable."""
-
-    def __init__(self, message: str, limit: str) -> None:
-        super().__init__(message, limit)
-        self.message = message
-        self.limit = limit
+    an internal error)."""
 
 
 class FileChanged(OperationFailed):

@@ -38,6 +38,7 @@ from exec_server_protocol import (
     encode_error,
 )
 
+from ._fsm import IllegalTransition, TransitionTable
 from .wire_errors import wire_error
 
 __all__ = [
@@ -65,16 +66,14 @@ class HandshakeEvent(enum.Enum):
     INITIALIZED = "initialized notification"
 
 
-_TRANSITIONS: dict[tuple[HandshakeState, HandshakeEvent], HandshakeState] = {
-    (HandshakeState.NEW, HandshakeEvent.INITIALIZE_SUCCEEDED): HandshakeState.INITIALIZED,
-    (HandshakeState.NEW, HandshakeEvent.INITIALIZED): HandshakeState.NEW,
-    (HandshakeState.INITIALIZED, HandshakeEvent.INITIALIZED): HandshakeState.READY,
-    (HandshakeState.READY, HandshakeEvent.INITIALIZED): HandshakeState.READY,
-}
-
-
-class IllegalTransition(RuntimeError):
-    """A handshake event the table does not allow in the peer's state (a bug in the caller)."""
+_NEW, _INITIALIZED, _READY = HandshakeState.NEW, HandshakeState.INITIALIZED, HandshakeState.READY
+_TRANSITIONS: TransitionTable[HandshakeState, HandshakeEvent] = TransitionTable(
+    {
+        _NEW: {HandshakeEvent.INITIALIZE_SUCCEEDED: _INITIALIZED, HandshakeEvent.INITIALIZED: _NEW},
+        _INITIALIZED: {HandshakeEvent.INITIALIZED: _READY},
+        _READY: {HandshakeEvent.INITIALIZED: _READY},
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +191,4 @@ class RpcPeer:
             self._apply(HandshakeEvent.INITIALIZE_SUCCEEDED)
 
     def _apply(self, event: HandshakeEvent) -> None:
-        try:
-            self.state = _TRANSITIONS[(self.state, event)]
-        except KeyError:
-            raise IllegalTransition(f"{event.value} in {self.state.value}") from None
+        self.state = _TRANSITIONS.next(self.state, event, what="handshake: ")

@@ -36,6 +36,7 @@ from typing import Any, Generic, TypeVar
 
 from exec_server_protocol import SessionId
 
+from ._fsm import IllegalTransition, TransitionTable
 from .exceptions import NotOwner, UnknownSession
 
 __all__ = [
@@ -64,18 +65,13 @@ class Event(enum.Enum):
     CLOSE = "close"
 
 
-_TRANSITIONS: dict[tuple[SessionState, Event], SessionState] = {
-    (SessionState.ATTACHED, Event.DETACH): SessionState.DETACHED,
-    (SessionState.DETACHED, Event.RESUME): SessionState.ATTACHED,
-    (SessionState.ATTACHED, Event.RESUME): SessionState.ATTACHED,
-    (SessionState.DETACHED, Event.EXPIRE): SessionState.EXPIRED,
-    (SessionState.ATTACHED, Event.CLOSE): SessionState.EXPIRED,
-    (SessionState.DETACHED, Event.CLOSE): SessionState.EXPIRED,
-}
-
-
-class IllegalTransition(RuntimeError):
-    """A transition the table does not allow (a bug in the caller)."""
+_ATTACHED, _DETACHED, _EXPIRED = SessionState.ATTACHED, SessionState.DETACHED, SessionState.EXPIRED
+_TRANSITIONS: TransitionTable[SessionState, Event] = TransitionTable(
+    {
+        _ATTACHED: {Event.DETACH: _DETACHED, Event.RESUME: _ATTACHED, Event.CLOSE: _EXPIRED},
+        _DETACHED: {Event.RESUME: _ATTACHED, Event.EXPIRE: _EXPIRED, Event.CLOSE: _EXPIRED},
+    }
+)
 
 
 class Session(Generic[C]):
@@ -98,12 +94,7 @@ class Session(Generic[C]):
         return self.connection is connection
 
     def _apply(self, event: Event) -> None:
-        try:
-            self.state = _TRANSITIONS[(self.state, event)]
-        except KeyError:
-            raise IllegalTransition(
-                f"session {self.id}: {event.value} in {self.state.value}"
-            ) from None
+        self.state = _TRANSITIONS.next(self.state, event, what=f"session {self.id}: ")
 
 
 S = TypeVar("S", bound="Session[Any]")

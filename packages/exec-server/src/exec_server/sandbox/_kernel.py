@@ -38,7 +38,6 @@ __all__ = [
     "seccomp_set_filter",
     "set_no_new_privs",
     "unshare",
-    "write_file",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -149,11 +148,3 @@ def unshare(flags: int) -> None:
 
 def mount(source: bytes | None, target: bytes, flags: int, fstype: bytes | None = None) -> None:
     _check(_libc.mount(source, target, fstype, ctypes.c_ulong(flags), None))
-
-
-def write_file(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
