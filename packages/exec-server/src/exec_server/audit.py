@@ -12,9 +12,10 @@ still running when its session ended. Never logged: environment values, argument
 
 Ends and output sizes are read from the session's outgoing notifications (:meth:`observe`):
 the process table offers no exit hook, and this costs one dictionary lookup per output frame.
-It relies on the table's output frames starting with a per-process prefix of the form
-``{"method":"process/output","params":{"processId":<id>,"seq":`` (first part) with the
-base64 chunk as fourth part, and on ``process/exited`` being one frame; a test checks both.
+It relies on the output frames (:class:`~exec_server.processes.output.OutputFrames`) starting
+with a per-process prefix of the form ``{"method":"process/output","params":{"processId":<id>,
+"seq":`` (first part) with the base64 chunk as fourth part, and on ``process/exited`` being one
+frame; a test checks both.
 """
 
 from __future__ import annotations

@@ -316,8 +316,9 @@ def path_exists(path: str) -> bool:
 def open_handle_probe(path: str, replace: bool) -> tuple[int, int]:
     """Open ``path`` as ``fs/open`` does, close it again and return its ``(st_dev, st_ino)``.
 
-    Used under a sandbox: the sandboxed child decides whether the open is allowed (and, for
-    ``replace``, creates and truncates the file); the server then opens the same inode itself.
+    Used under a sandbox: the sandboxed probe (a restricted thread, or the sandboxed fs worker)
+    decides whether the open is allowed (and, for ``replace``, creates and truncates the file);
+    the server then opens the same inode itself.
     """
     if replace:
         _refuse_shared_inode(path)

@@ -232,8 +232,9 @@ class FsService:
         try:
             expected: tuple[int, int] | None = None
             if p.sandbox is not None:
-                # The sandboxed child decides whether this open is allowed (and creates or
-                # truncates for "replace"); we then open the very same inode ourselves.
+                # The sandbox (a restricted thread, or the sandboxed fs worker of a server that
+                # is not root) decides whether this open is allowed (and creates or truncates
+                # for "replace"); we then open the very same inode ourselves.
                 expected = await self._run(p.sandbox, _ops.open_handle_probe, path, replace)
             # After a sandboxed probe the file exists (and was truncated): no create, no truncate.
             fd = await self._run_registering(
