@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exec_server.testing import RawClient, RawRpcError, ServerProcess
+from exec_server.testing import RawClient, ServerProcess
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -131,74 +131,6 @@ async def test_ids_are_echoed_unchanged(client: RawClient, request_id: object) -
     resp = await client.request_raw("environment/info", id=request_id)
     assert resp["id"] == request_id
     assert "jsonrpc" not in resp
-
-
-async def test_unknown_method_is_minus_32601_even_before_initialize(server: ServerProcess) -> None:
-    c = await RawClient.connect(server.url)
-    resp = await c.request_raw("no/such")
-    assert resp["error"] == {"code": -32601, "message": "exec-server does not implement `no/such`"}
-    await c.aclose()
-
-
-async def test_handshake_order_is_enforced_per_family(server: ServerProcess) -> None:
-    c = await RawClient.connect(server.url)
-    families = {
-        "environment/info": ("environment info", None),
-        "process/start": ("exec", start_params("p", ["true"])),
-        "fs/readFile": ("filesystem", {"path": "file:///etc/hostname"}),
-        "environmentConfig/read": (
-            "environment config",
-            {"cwd": "file:///tmp", "configPaths": [], "requirementsPaths": []},
-        ),
-    }
-    for method, (family, params) in families.items():
-        with pytest.raises(RawRpcError) as err:
-            await c.call(method, params)
-        assert (err.value.code, err.value.message) == (
-            -32600,
-            f"client must call initialize before using {family} methods",
-        )
-    await c.call("initialize", {"clientName": "t"})
-    for method, (family, params) in families.items():
-        with pytest.raises(RawRpcError) as err:
-            await c.call(method, params)
-        assert err.value.message == f"client must send initialized before using {family} methods"
-    with pytest.raises(RawRpcError) as err:
-        await c.call("initialize", {"clientName": "t"})
-    assert (err.value.code, err.value.message) == (
-        -32600,
-        "initialize may only be sent once per connection",
-    )
-    await c.notify("initialized", {})
-    assert (await c.call("environment/info"))["platformOs"] == "linux"
-    await c.aclose()
-
-
-async def test_params_are_decoded_before_the_handshake_check(server: ServerProcess) -> None:
-    c = await RawClient.connect(server.url)
-    bad = start_params("p", ["true"])
-    bad["argv"] = "ls"
-    with pytest.raises(RawRpcError) as err:
-        await c.call("process/start", bad)
-    assert err.value.code == -32602
-    with pytest.raises(RawRpcError) as err:
-        await c.call("fs/readFile", {})
-    assert err.value.code == -32602
-    await c.aclose()
-
-
-async def test_a_failed_initialize_does_not_use_up_the_attempt(server: ServerProcess) -> None:
-    c = await RawClient.connect(server.url)
-    for params in ({}, None, "x"):
-        with pytest.raises(RawRpcError) as err:
-            await c.call("initialize", params)
-        assert err.value.code == -32602
-    with pytest.raises(RawRpcError) as err:
-        await c.call("initialize", {"clientName": "x", "resumeSessionId": "nope"})
-    assert (err.value.code, err.value.message) == (-32600, "unknown session id nope")
-    result = await c.call("initialize", {"clientName": "x", "extra": 1})
-    assert len(result["sessionId"]) == 36
-    await c.aclose()
 
 
 async def test_empty_params_accept_omitted_null_and_empty_object(client: RawClient) -> None:

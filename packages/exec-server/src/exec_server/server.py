@@ -512,8 +512,11 @@ class Server:
         sockname = server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
-    def connection_for(self, sink: FrameSink, *, detachable: bool = True) -> ClientConnection:
-        return ClientConnection(self, sink, detachable=detachable)
+    def connection_for(
+        self, sink: FrameSink, *, detachable: bool = True, principal: Principal = ANONYMOUS
+    ) -> ClientConnection:
+        """The server side of a connection a transport accepted (stdio, in-memory)."""
+        return ClientConnection(self, sink, detachable=detachable, principal=principal)
 
     # ---------------------------------------------------------------- sessions
 
