@@ -64,6 +64,8 @@ class ExitWatch:
         on_exit: called once with its :class:`ExitStatus`, after it was reaped.
     """
 
+    __slots__ = ("_loop", "_on_exit", "_pid", "_pidfd", "_started")
+
     def __init__(self, pid: int, on_exit: Callable[[ExitStatus], None]) -> None:
         self._loop = asyncio.get_running_loop()
         self._pid = pid

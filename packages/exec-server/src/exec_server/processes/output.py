@@ -74,6 +74,8 @@ class OutputPumps:
         name: the process, for logs.
     """
 
+    __slots__ = ("_loop", "_name", "_on_eof", "_on_output", "_streams")
+
     def __init__(
         self,
         streams: dict[int, str],

@@ -41,6 +41,8 @@ class StdinWriter:
             closing stdin sends the terminal's end-of-file character instead.
     """
 
+    __slots__ = ("_fd", "_loop", "_queue", "_tty", "_writer_armed", "state", "writes")
+
     def __init__(self, fd: int | None, *, tty: bool) -> None:
         self._loop = asyncio.get_running_loop()
         self._fd = fd

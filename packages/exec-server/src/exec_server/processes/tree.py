@@ -366,6 +366,8 @@ class ProcessTree:
         cgroups, leaf: its leaf, which the process enters itself just after the spawn.
     """
 
+    __slots__ = ("_cgroups", "_leaf", "pid")
+
     def __init__(self, pid: int, cgroups: CgroupManager | None, leaf: str | None) -> None:
         self.pid = pid
         self._cgroups = cgroups if leaf is not None else None
