@@ -72,6 +72,40 @@ class ManagedProcess:
         denial_check: ``(exit_code, output) -> bool``, the sandbox denial heuristic.
     """
 
+    __slots__ = (
+        "_changed",
+        "_cleanup",
+        "_denial_check",
+        "_emit",
+        "_exit_pending",
+        "_exit_watch",
+        "_frames",
+        "_held_master",
+        "_loop",
+        "_on_closed",
+        "_on_retained",
+        "_popen",
+        "_pty_timer",
+        "_pumps",
+        "_session_id",
+        "_started_at",
+        "_stdin",
+        "_tree",
+        "closed",
+        "exit_code",
+        "exit_seq",
+        "exited",
+        "failure",
+        "pid",
+        "process_id",
+        "resource_usage",
+        "ring",
+        "sandbox_denied",
+        "sandboxed",
+        "signal_name",
+        "tty",
+    )
+
     def __init__(
         self,
         process_id: str,
