@@ -84,8 +84,9 @@ def _b64decode(text: str) -> bytes:
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-# websockets' default max_size (1 MiB) is below the frames both servers may send for a 1 MiB
-# pipe read (base64 -> ~1.4 MB); Codex's own client (tungstenite) accepts 64 MiB.
+# websockets' default max_size (1 MiB) is below what a server may send (an fs/readFile reply,
+# a server that reads more than our 64 KiB per output frame); Codex's own client (tungstenite)
+# accepts 64 MiB.
 CLIENT_MAX_SIZE = 64 * 1024 * 1024
 KILL_WINDOW = 16
 STALL_S = 10.0  # no message at all for this long while a case runs: the connection is wedged

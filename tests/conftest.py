@@ -1,4 +1,5 @@
-"""Shared fixtures: a real server in a child process and a connected, initialized client.
+"""Shared fixtures: a real server in a child process, an in-process server for in-memory
+connections, and a connected, initialized client.
 
 ``server`` is one server per test module: starting a server costs more than most tests (a
 Python start, and coverage measuring it). Each test gets its own connection and so its own
@@ -8,9 +9,11 @@ counts) starts its own ``ServerProcess``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from exec_server.server import Server, ServerConfig
 from exec_server.testing import RawClient
 
 from tests.support import BackgroundServer
@@ -47,3 +50,18 @@ async def client(server: BackgroundServer) -> AsyncIterator[RawClient]:
         yield c
     finally:
         await c.aclose()
+
+
+@pytest.fixture
+async def memory_server(caplog: pytest.LogCaptureFixture) -> AsyncIterator[Server]:
+    """A server in this process, for clients over in-memory pairs (``RawClient.in_memory``):
+    the real connection handling, sessions and handlers, no socket. The test fails if the
+    server logged an error (an unexpected exception is logged there, with its traceback)."""
+    caplog.set_level(logging.INFO, logger="exec_server")
+    server = Server(ServerConfig(use_cgroups=False))
+    try:
+        yield server
+    finally:
+        await server.aclose()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

@@ -10,7 +10,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from exec_server.exceptions import RpcError
+from exec_server.exceptions import ExecServerError
+from exec_server.wire_errors import WireError, wire_error
 from exec_server_protocol import format_path_uri
 
 
@@ -34,11 +35,14 @@ def uri(path: str | Path | bytes) -> str:
     return format_path_uri(os.fsencode(path) if not isinstance(path, bytes) else path)
 
 
-async def rpc_error(awaitable: Awaitable[Any]) -> RpcError:
-    """The RpcError the awaitable raises (fails the test if it returns)."""
-    with pytest.raises(RpcError) as info:
+async def rpc_error(awaitable: Awaitable[Any]) -> WireError:
+    """The wire error the server answers for what the awaitable raises (fails the test if it
+    returns, or raises something the server would answer as an unexpected internal error)."""
+    with pytest.raises(ExecServerError) as info:
         await awaitable
-    return info.value
+    answer = wire_error(info.value)
+    assert answer is not None, f"no wire error for {info.value!r}"
+    return answer
 
 
 def realpath(path: str | Path) -> str:

@@ -44,7 +44,8 @@ NOBODY = 65534
 # Everything is imported before dropping privileges: the interpreter may live under /root.
 _CHILD = r"""
 import asyncio, json, os, sys
-from exec_server.exceptions import RpcError
+from exec_server.exceptions import ExecServerError
+from exec_server.wire_errors import wire_error
 from exec_server.fs import FsService
 from exec_server_protocol.fs import *
 import concurrent.futures.thread, encodings.idna
@@ -76,8 +77,8 @@ async def main():
             result = await call
             out[name] = "ok" if name != "walk" else [
                 [e.path, e.message] for e in result.errors]
-        except RpcError as exc:
-            out[name] = [exc.code, exc.message]
+        except ExecServerError as exc:
+            out[name] = list(wire_error(exc))
     await fs.aclose()
     print(json.dumps(out))
 

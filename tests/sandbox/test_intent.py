@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exec_server.exceptions import RpcError, SandboxUnavailable
+from exec_server.exceptions import ExecServerError, SandboxUnavailable
 from exec_server.sandbox import prepare_spawn
 from exec_server.sandbox._policy import compile_policy
+from exec_server.wire_errors import wire_error
 from exec_server_protocol import ParamsError
 from sandbox_intents import decode, read_only, workspace_write
 
@@ -124,9 +125,11 @@ def test_malformed_intent_paths_are_invalid_params(tmp_path: Path, path: dict[st
         with pytest.raises(ParamsError):
             decode(raw)
         return
-    with pytest.raises(RpcError) as info:
+    with pytest.raises(ExecServerError) as info:
         prepare_spawn(decode(raw), argv=["true"], cwd=str(tmp_path), env={}, arg0=None)
-    assert info.value.code == -32602
+    answer = wire_error(info.value)
+    assert answer is not None
+    assert answer.code == -32602
 
 
 @pytest.mark.parametrize(

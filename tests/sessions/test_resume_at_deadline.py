@@ -38,15 +38,15 @@ async def test_a_resume_after_the_deadline_kills_the_expired_sessions_processes(
         sid = request(a, 1, "initialize", {"clientName": "t"})["result"]["sessionId"]  # type: ignore[index]
         a.on_message(b'{"method":"initialized"}')
         assert "result" in request(a, 2, "process/start", start_params("s", ["sleep", "300"]))
-        pid = server.runtimes[sid].processes.get("s").pid  # type: ignore[union-attr]
+        pid = server.sessions.get(sid).processes.get("s").pid  # type: ignore[union-attr]
         a.on_close()
         # A busy server: the deadline has passed, the expiry timer has not run yet.
-        server.registry.get(sid).deadline = time.monotonic() - 1
+        server.sessions.get(sid).deadline = time.monotonic() - 1
 
         b = server.connection_for(Sink())
         answer = request(b, 1, "initialize", {"clientName": "t", "resumeSessionId": sid})
         assert answer["error"] == {"code": -32600, "message": f"unknown session id {sid}"}
-        assert sid not in server.runtimes
+        assert sid not in server.sessions
         await wait_until(lambda: not Path(f"/proc/{pid}").exists())
     finally:
         await server.aclose()

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from exec_server import rpc
 from exec_server.processes.env import build_env
 from exec_server.processes.ring import OutputRing
 from exec_server.rpc import Dispatch, HandshakeState, Ignored, Reply, RpcPeer
-from exec_server.sessions import IllegalTransition, SessionRegistry, SessionState, UnknownSession
+from exec_server.sessions import (
+    IllegalTransition,
+    Session,
+    SessionRegistry,
+    SessionState,
+    UnknownSession,
+)
 from exec_server_protocol.process import EnvPolicy
 
 # ------------------------------------------------------------------ OutputRing
@@ -107,8 +114,8 @@ def test_inherit_core_none_exclude_include_only_set_then_env() -> None:
 
 
 def test_sessions_detach_resume_and_expire_by_deadline() -> None:
-    reg: SessionRegistry[str] = SessionRegistry(ttl=10)
-    rec = reg.create("c1")
+    reg: SessionRegistry[Session[str]] = SessionRegistry(ttl=10)
+    rec = reg.create(lambda sid: Session(sid, "c1"))
     assert rec.state is SessionState.ATTACHED
     assert reg.detach(rec.id, "c1", now=100) is rec
     assert rec.state is SessionState.DETACHED
@@ -127,8 +134,8 @@ def test_sessions_detach_resume_and_expire_by_deadline() -> None:
 
 
 def test_resume_of_an_attached_session_is_a_takeover() -> None:
-    reg: SessionRegistry[str] = SessionRegistry(ttl=10)
-    rec = reg.create("old")
+    reg: SessionRegistry[Session[str]] = SessionRegistry(ttl=10)
+    rec = reg.create(lambda sid: Session(sid, "old"))
     _, previous = reg.resume(rec.id, "new", now=0)
     assert previous == "old"
     # The old connection's later disconnect must not detach the session.
@@ -137,8 +144,8 @@ def test_resume_of_an_attached_session_is_a_takeover() -> None:
 
 
 def test_expiry_wins_at_the_deadline_boundary() -> None:
-    reg: SessionRegistry[str] = SessionRegistry(ttl=10)
-    rec = reg.create("c")
+    reg: SessionRegistry[Session[str]] = SessionRegistry(ttl=10)
+    rec = reg.create(lambda sid: Session(sid, "c"))
     reg.detach(rec.id, "c", now=0)
     with pytest.raises(UnknownSession):
         reg.resume(rec.id, "d", now=10)
@@ -146,8 +153,8 @@ def test_expiry_wins_at_the_deadline_boundary() -> None:
 
 
 def test_each_detach_starts_a_new_ttl_window() -> None:
-    reg: SessionRegistry[str] = SessionRegistry(ttl=10)
-    rec = reg.create("a")
+    reg: SessionRegistry[Session[str]] = SessionRegistry(ttl=10)
+    rec = reg.create(lambda sid: Session(sid, "a"))
     reg.detach(rec.id, "a", now=0)
     reg.resume(rec.id, "b", now=9)
     reg.detach(rec.id, "b", now=9)
@@ -155,10 +162,10 @@ def test_each_detach_starts_a_new_ttl_window() -> None:
 
 
 def test_unknown_ids_and_illegal_transitions_raise() -> None:
-    reg: SessionRegistry[str] = SessionRegistry(ttl=10)
+    reg: SessionRegistry[Session[str]] = SessionRegistry(ttl=10)
     with pytest.raises(UnknownSession):
         reg.resume("nope", "c", now=0)
-    rec = reg.create("c")
+    rec = reg.create(lambda sid: Session(sid, "c"))
     with pytest.raises(IllegalTransition):
         reg.expire(rec)  # attached sessions do not expire
     reg.close(rec)
@@ -167,8 +174,8 @@ def test_unknown_ids_and_illegal_transitions_raise() -> None:
 
 
 def test_session_ids_are_random_uuid4() -> None:
-    reg: SessionRegistry[str] = SessionRegistry(ttl=1)
-    ids = {reg.create("c").id for _ in range(50)}
+    reg: SessionRegistry[Session[str]] = SessionRegistry(ttl=1)
+    ids = {reg.create(lambda sid: Session(sid, "c")).id for _ in range(50)}
     assert len(ids) == 50
     assert all(i[14] == "4" for i in ids)
 
@@ -195,7 +202,7 @@ def test_peer_handshake_transitions() -> None:
     assert peer.state is HandshakeState.NEW
     init = peer.receive(b'{"id":1,"method":"initialize","params":{"clientName":"c"}}')
     assert isinstance(init, Dispatch)
-    peer.initialize_succeeded()
+    peer.succeeded(init)
     again = peer.receive(b'{"id":2,"method":"initialize","params":{"clientName":"c"}}')
     assert isinstance(again, Reply)
     assert b"only be sent once" in again.frame
@@ -203,8 +210,8 @@ def test_peer_handshake_transitions() -> None:
     assert peer.state is HandshakeState.READY
     ok = peer.receive(b'{"id":3,"method":"environment/info"}')
     assert isinstance(ok, Dispatch)
-    with pytest.raises(RuntimeError):
-        peer.initialize_succeeded()
+    with pytest.raises(rpc.IllegalTransition):
+        peer.succeeded(init)  # initialize cannot succeed twice
 
 
 def test_peer_answers_garbage_on_id_minus_one() -> None:

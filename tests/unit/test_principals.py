@@ -6,14 +6,14 @@ import time
 
 import pytest
 from exec_server.auth import ANONYMOUS, CapabilityToken, Principal, SignedBearerToken
-from exec_server.sessions import NotOwner, SessionRegistry, SessionState, UnknownSession
+from exec_server.sessions import NotOwner, Session, SessionRegistry, SessionState, UnknownSession
 
 from tests.support import jwt
 
 
 def test_a_resume_by_another_owner_is_unknown_and_leaves_the_session_as_it_was() -> None:
-    reg: SessionRegistry[str] = SessionRegistry(ttl=10)
-    rec = reg.create("alice-conn", owner="alice")
+    reg: SessionRegistry[Session[str]] = SessionRegistry(ttl=10)
+    rec = reg.create(lambda sid: Session(sid, "alice-conn", owner="alice"))
     with pytest.raises(NotOwner) as err:
         reg.resume(rec.id, "bob-conn", now=0, owner="bob")
     assert isinstance(err.value, UnknownSession)  # callers that only know this answer alike

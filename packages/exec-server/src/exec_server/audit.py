@@ -12,9 +12,10 @@ still running when its session ended. Never logged: environment values, argument
 
 Ends and output sizes are read from the session's outgoing notifications (:meth:`observe`):
 the process table offers no exit hook, and this costs one dictionary lookup per output frame.
-It relies on the table's output frames starting with a per-process prefix of the form
-``{"method":"process/output","params":{"processId":<id>,"seq":`` (first part) with the
-base64 chunk as fourth part, and on ``process/exited`` being one frame; a test checks both.
+It relies on the output frames (:class:`~exec_server.processes.output.OutputFrames`) starting
+with a per-process prefix of the form ``{"method":"process/output","params":{"processId":<id>,
+"seq":`` (first part) with the base64 chunk as fourth part, and on ``process/exited`` being one
+frame; a test checks both.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import orjson
 from exec_server_protocol.process import StartParams, StartResult
 
 from .auth import Principal
-from .exceptions import RpcError
 from .processes import ProcessTable
+from .wire_errors import wire_error
 
 __all__ = ["ProcessAudit"]
 
@@ -88,10 +89,11 @@ class ProcessAudit:
             result = table.start(p)
         except Exception as exc:
             extra["sandboxed"] = "yes" if p.sandbox is not None else "no"
-            extra["outcome"] = exc.message if isinstance(exc, RpcError) else "internal error"
-            if isinstance(exc, RpcError) and exc.data is not None and "reason" in exc.data:
+            known = wire_error(exc)
+            extra["outcome"] = known.message if known is not None else "internal error"
+            if known is not None and known.data is not None and "reason" in known.data:
                 # The path is in argv0= or cwd= already.
-                extra["outcome"] += f" ({exc.data['reason']})"
+                extra["outcome"] += f" ({known.data['reason']})"
             log.info("process start refused", extra=extra)
             raise
         extra["sandboxed"] = "no" if result.sandbox_type == "none" else "yes"

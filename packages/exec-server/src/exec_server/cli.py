@@ -139,6 +139,10 @@ class _DeferredStderrHandler(logging.Handler):
             pass  # stderr is gone; logging must never take the server down
 
 
+_DEFAULTS = ServerConfig()
+"""The defaults of every setting (written once, in :class:`ServerConfig`)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="exec-server",
@@ -164,35 +168,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--session-ttl",
         type=float,
-        default=80.0,
+        default=_DEFAULTS.session_ttl,
         metavar="SECONDS",
         help="how long a disconnected session (and its processes) survives. Default: %(default)s",
     )
     p.add_argument(
         "--retention-bytes",
         type=int,
-        default=1 << 20,
+        default=_DEFAULTS.retention_bytes,
         metavar="N",
         help="output retained per process for process/read. Default: %(default)s",
     )
     p.add_argument(
         "--closed-retention",
         type=float,
-        default=80.0,
+        default=_DEFAULTS.closed_retention_s,
         metavar="SECONDS",
         help="how long a closed process stays readable. Default: %(default)s",
     )
     p.add_argument(
         "--max-message-size",
         type=int,
-        default=16 << 20,
+        default=_DEFAULTS.max_message_size,
         metavar="BYTES",
         help="largest inbound message; larger closes the connection (1009). Default: %(default)s",
     )
     p.add_argument(
         "--stop-grace",
         type=float,
-        default=0.5,
+        default=_DEFAULTS.stop_grace,
         metavar="SECONDS",
         help="at shutdown and session expiry: SIGHUP to tty processes, wait, SIGTERM to every "
         "process tree, wait this long each time, then SIGKILL. Default: %(default)s",
@@ -208,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--handshake-timeout",
         type=float,
-        default=10.0,
+        default=_DEFAULTS.handshake_timeout,
         metavar="SECONDS",
         help="a connection that has not finished its WebSocket upgrade (or HTTP request) this "
         "long after accept is closed. Default: %(default)s",
@@ -216,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-handshakes",
         type=int,
-        default=512,
+        default=_DEFAULTS.max_handshakes,
         metavar="N",
         help="connections still in the handshake at once; more are closed at accept. "
         "Default: %(default)s",
@@ -224,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-handshakes-per-address",
         type=int,
-        default=128,
+        default=_DEFAULTS.max_handshakes_per_address,
         metavar="N",
         help="connections still in the handshake at once from one peer address; more are "
         "closed at accept. Default: %(default)s",
@@ -232,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--drain-timeout",
         type=float,
-        default=30.0,
+        default=_DEFAULTS.drain_timeout,
         metavar="SECONDS",
         help="on SIGTERM, drain before the shutdown: /readyz answers 503 and new sessions are "
         "refused, while existing sessions (resumes included) keep working until their "
@@ -302,21 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 _QUOTAS = (
     # flag, default, what it bounds
-    ("--max-sessions", 256, "sessions on the server, attached or detached"),
-    ("--max-processes", 1024, "running processes on the server"),
-    ("--max-processes-per-session", 256, "running processes in one session"),
+    ("--max-sessions", _DEFAULTS.max_sessions, "sessions on the server, attached or detached"),
+    ("--max-processes", _DEFAULTS.max_processes, "running processes on the server"),
+    (
+        "--max-processes-per-session",
+        _DEFAULTS.max_processes_per_session,
+        "running processes in one session",
+    ),
     (
         "--max-retained-bytes",
-        1 << 30,
+        _DEFAULTS.max_retained_bytes,
         "output retained by every process of the server; over it, closed processes' output is "
         "evicted first, then the oldest output of the process writing",
     ),
     (
         "--max-session-retained-bytes",
-        128 << 20,
+        _DEFAULTS.max_session_retained_bytes,
         "the same for the processes of one session",
     ),
-    ("--max-fs-handles", 128, "open fs/open handles in one session"),
+    ("--max-fs-handles", _DEFAULTS.max_fs_handles, "open fs/open handles in one session"),
 )
 
 

@@ -25,7 +25,7 @@ from exec_server_protocol.session import (
     EnvironmentConfigReadResult,
 )
 
-from .exceptions import internal_error, invalid_params
+from .exceptions import ConfigReadFailed, InvalidArgument
 
 __all__ = ["codex_home", "read_environment_config"]
 
@@ -60,7 +60,7 @@ def _layer(file: Path, paths: list[list[str]], source: str) -> list[ConfigLayer]
             return []
         doc = tomllib.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise internal_error(f"failed to read {file}: {exc}") from exc
+        raise ConfigReadFailed(str(file), exc) from exc
     selected = _select(doc, paths)
     return [
         ConfigLayer(
@@ -74,7 +74,7 @@ def _layer(file: Path, paths: list[list[str]], source: str) -> list[ConfigLayer]
 def read_environment_config(p: EnvironmentConfigReadParams) -> EnvironmentConfigReadResult:
     for path in (*p.config_paths, *p.requirements_paths):
         if not path:
-            raise invalid_params("TOML paths must contain at least one key segment")
+            raise InvalidArgument("TOML paths must contain at least one key segment")
     home = codex_home()
     return EnvironmentConfigReadResult(
         user_home_dir=format_path_uri(str(Path.home())),

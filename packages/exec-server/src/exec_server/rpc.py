@@ -4,11 +4,16 @@ one place where exceptions become wire errors.
 Order of checks for a request (docs/protocol.md §1, §2): unknown method (-32601, also before
 ``initialize``), then params decoding (-32602), then the handshake state (-32600).
 
-Handshake states and transitions (anything else is answered with -32600)::
+Handshake states and transitions, all in :data:`_TRANSITIONS` (an event the table does not
+list for a state raises :class:`IllegalTransition`)::
 
-    NEW --initialize ok--> INITIALIZED --"initialized" notification--> READY
+    NEW --initialize answered with a result--> INITIALIZED --"initialized"--> READY
+    NEW, READY --"initialized"--> unchanged (the notification is ignored)
 
-``initialize`` is accepted only in NEW; a failed ``initialize`` leaves the peer in NEW.
+``initialize`` is accepted only in NEW; a failed ``initialize`` leaves the peer in NEW. Which
+requests each state accepts is :meth:`RpcPeer._handshake_problem` (anything refused is answered
+with -32600). The connection reports each request's outcome with :meth:`RpcPeer.succeeded`:
+the peer, not the handler, moves the handshake on.
 """
 
 from __future__ import annotations
@@ -33,9 +38,19 @@ from exec_server_protocol import (
     encode_error,
 )
 
-from .exceptions import RpcError, SandboxUnavailable
+from ._fsm import IllegalTransition, TransitionTable
+from .wire_errors import wire_error
 
-__all__ = ["Dispatch", "HandshakeState", "Ignored", "Reply", "RpcPeer", "error_code", "error_frame"]
+__all__ = [
+    "Dispatch",
+    "HandshakeState",
+    "Ignored",
+    "IllegalTransition",
+    "Reply",
+    "RpcPeer",
+    "error_code",
+    "error_frame",
+]
 
 log = logging.getLogger("exec_server.rpc")
 
@@ -44,6 +59,21 @@ class HandshakeState(enum.Enum):
     NEW = "new"
     INITIALIZED = "initialized"
     READY = "ready"
+
+
+class HandshakeEvent(enum.Enum):
+    INITIALIZE_SUCCEEDED = "initialize succeeded"
+    INITIALIZED = "initialized notification"
+
+
+_NEW, _INITIALIZED, _READY = HandshakeState.NEW, HandshakeState.INITIALIZED, HandshakeState.READY
+_TRANSITIONS: TransitionTable[HandshakeState, HandshakeEvent] = TransitionTable(
+    {
+        _NEW: {HandshakeEvent.INITIALIZE_SUCCEEDED: _INITIALIZED, HandshakeEvent.INITIALIZED: _NEW},
+        _INITIALIZED: {HandshakeEvent.INITIALIZED: _READY},
+        _READY: {HandshakeEvent.INITIALIZED: _READY},
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,22 +105,22 @@ class Ignored:
 
 def error_code(exc: BaseException) -> int:
     """The code :func:`error_frame` answers ``exc`` with."""
-    return exc.code if isinstance(exc, RpcError) else ErrorCode.INTERNAL_ERROR
+    known = wire_error(exc)
+    return ErrorCode.INTERNAL_ERROR if known is None else known.code
 
 
 def error_frame(request_id: RequestId, exc: BaseException) -> bytes:
     """The one place an exception becomes a wire error.
 
-    An :class:`RpcError` is sent as is, :class:`SandboxUnavailable` as -32603 with its message
-    (it says what the host lacks); anything else is logged here with its traceback and
-    answered with a generic -32603, never with internal details.
+    An exception of :data:`~exec_server.wire_errors.WIRE_ERRORS` is sent as that table says;
+    anything else is logged here with its traceback and answered with a generic -32603, never
+    with internal details.
     """
-    if isinstance(exc, RpcError):
-        if exc.data is not None:
-            return encode_error(request_id, exc.code, exc.message, exc.data)
-        return encode_error(request_id, exc.code, exc.message)
-    if isinstance(exc, SandboxUnavailable):
-        return encode_error(request_id, ErrorCode.INTERNAL_ERROR, str(exc))
+    known = wire_error(exc)
+    if known is not None:
+        if known.data is not None:
+            return encode_error(request_id, known.code, known.message, known.data)
+        return encode_error(request_id, known.code, known.message)
     log.error("internal error answering request %r", request_id, exc_info=exc)
     return encode_error(request_id, ErrorCode.INTERNAL_ERROR, "internal error")
 
@@ -108,8 +138,7 @@ class RpcPeer:
             return self._request(msg)
         if isinstance(msg, IncomingNotification):
             if msg.method == "initialized":
-                if self.state is HandshakeState.INITIALIZED:
-                    self.state = HandshakeState.READY
+                self._apply(HandshakeEvent.INITIALIZED)
                 return Ignored("initialized")
             log.info("ignoring notification %r from client", msg.method)
             return Ignored(msg.method)
@@ -157,7 +186,11 @@ class RpcPeer:
             return f"client must send initialized before using {spec.family} methods"
         return None
 
-    def initialize_succeeded(self) -> None:
-        if self.state is not HandshakeState.NEW:
-            raise RuntimeError("initialize succeeded twice")
-        self.state = HandshakeState.INITIALIZED
+    def succeeded(self, d: Dispatch) -> None:
+        """The request ``d`` was answered with a result: apply the transition it causes (a
+        successful ``initialize``), before the next frame is received."""
+        if d.spec.family == "initialize":
+            self._apply(HandshakeEvent.INITIALIZE_SUCCEEDED)
+
+    def _apply(self, event: HandshakeEvent) -> None:
+        self.state = _TRANSITIONS.next(self.state, event, what="handshake: ")

@@ -9,13 +9,13 @@ to one process are queued in arrival order, and nothing waits behind a slow requ
 Bounds per connection, so a peer that sends requests and never reads the replies cannot grow
 the server's memory: at most :data:`MAX_REQUESTS_IN_FLIGHT` requests wait in tasks (then the
 transport stops handing over messages until one finishes); the methods whose replies can be
-large (:data:`BIG_REPLY_METHODS`) run at most :data:`MAX_BIG_REPLIES_IN_FLIGHT` at a time and
-start only while the send buffer is below its high-water mark (the transport itself stops
-delivering messages while it is above).
+large (``big_reply`` in :data:`~exec_server.handlers.HANDLERS`) run at most
+:data:`MAX_BIG_REPLIES_IN_FLIGHT` at a time and start only while the send buffer is below its
+high-water mark (the transport itself stops delivering messages while it is above).
 
 Drain (:meth:`Server.start_drain`, on SIGTERM): ``/readyz`` answers 503 and ``initialize``
-without a resumable session is refused with :data:`ErrorCode.SERVER_DRAINING`; everything else,
-resuming included, keeps working. :meth:`Server.wait_drained` returns once every process of
+without a resumable session is refused (:class:`~exec_server.exceptions.Draining`); everything
+else, resuming included, keeps working. :meth:`Server.wait_drained` returns once every process of
 every session has closed and its end has reached the client; the caller then shuts down.
 """
 
@@ -24,34 +24,27 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import inspect
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pybase64
-from exec_server_protocol import EmptyResult, ErrorCode, encode_notification, encode_result
-from exec_server_protocol.fs import ReadDirectoryResult, ReadFileResult, WalkResult
-from exec_server_protocol.process import (
-    ListResult,
-    ReadParams,
-    ResizeParams,
-    SignalParams,
-    StartParams,
-    TerminateParams,
-    TerminateResult,
-    WriteParams,
-    WriteResult,
+from exec_server_protocol import (
+    SessionId,
+    encode_notification,
+    encode_result,
 )
-from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
+from exec_server_protocol.fs import ReadDirectoryResult, ReadFileResult, WalkResult
+from exec_server_protocol.session import EnvironmentInfo, InitializeParams
 
 from .audit import ProcessAudit
 from .auth import ANONYMOUS, Principal
 from .environment import environment_info
-from .exceptions import QuotaExceeded, RpcError, invalid_params, invalid_request
+from .exceptions import Draining, QuotaExceeded, SessionTakenOver
+from .fs import FsService
+from .handlers import HANDLERS, Handler, Later
 from .metrics import METRICS, error_class, method_label
 from .processes import (
     CgroupManager,
@@ -62,12 +55,13 @@ from .processes import (
     reset_inherited_signal_state,
 )
 from .rpc import Dispatch, Ignored, Reply, RpcPeer, error_code, error_frame
-from .sessions import NotOwner, SessionRecord, SessionRegistry, SessionState, UnknownSession
+from .sessions import NotOwner, Session, SessionRegistry, SessionState
 from .transport import TlsCertificate
 from .transport.base import FrameSink
 from .transport.websocket import Authenticator, HttpPolicy, serve_websocket
+from .wire_errors import limit_hit
 
-__all__ = ["Server", "ServerConfig"]
+__all__ = ["Server", "ServerConfig", "ServerSession"]
 
 log = logging.getLogger("exec_server.server")
 
@@ -78,7 +72,6 @@ MAX_BIG_REPLIES_IN_FLIGHT = 1
 two or three times over (read, base64, JSON) until its reply is queued; with one at a time, a
 peer that never reads costs one reply in the send buffer and one in progress (an 8 MiB file:
 about 50 MiB). Other connections are not held up by it."""
-BIG_REPLY_METHODS = frozenset({"fs/readFile", "fs/readDirectory", "fs/walk"})
 
 TAKEOVER_CLOSE_CODE = 4000
 TAKEOVER_REASON = "session resumed by another connection"
@@ -86,6 +79,9 @@ TAKEOVER_REASON = "session resumed by another connection"
 
 @dataclass
 class ServerConfig:
+    """Everything an operator can set, with its default: the one place defaults are written
+    (the command line reads them from here)."""
+
     session_ttl: float = 80.0
     retention_bytes: int = 1 << 20
     closed_retention_s: float = 80.0
@@ -118,25 +114,35 @@ class ServerConfig:
     """Requests of one connection waiting in tasks at once (``--concurrent-requests``)."""
 
 
-class SessionRuntime:
-    """What a session owns: its processes, its file handles, its current connection."""
+class ServerSession(Session["ClientConnection"]):
+    """A session and what it owns: its processes, its file service, its audit trail.
+
+    Owned by the server's :class:`SessionRegistry`; its attachment (state, connection,
+    deadline) is the base class's, moved only by the registry. A connection holds a reference
+    and asks :meth:`attached_to` whether the session is still its own.
+    """
 
     def __init__(
-        self, server: Server, record: SessionRecord[ClientConnection], principal: Principal
+        self,
+        session_id: SessionId,
+        connection: ClientConnection,
+        *,
+        server: Server,
+        principal: Principal,
     ) -> None:
-        self.record = record
-        self.id = record.id
-        self.connection: ClientConnection | None = None
+        super().__init__(session_id, connection, owner=principal)
         self.processes = ProcessTable(
             server.process_config,
             self.emit,
-            record.id,
+            session_id,
             attached=lambda: self.connection is not None,
         )
-        self.audit = ProcessAudit(record.id, principal)
+        self.audit = ProcessAudit(session_id, principal)
         self._stop_grace = server.config.stop_grace
         self._max_fs_handles = server.config.max_fs_handles
-        self._fs: Any = None
+        self._fs: FsService | None = None
+        self.interrupted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Resolved when the current attachment is taken over (long polls end on it)."""
 
     def emit(self, *parts: bytes) -> None:
         self.audit.observe(parts)
@@ -148,22 +154,31 @@ class SessionRuntime:
         self.emit(encode_notification(method, params))
 
     @property
-    def fs(self) -> Any:
+    def fs(self) -> FsService:
         if self._fs is None:
-            from .fs import FsService
-
             self._fs = FsService(notify=self.notify, max_handles=self._max_fs_handles)
         return self._fs
 
+    def attached(self, connection: ClientConnection) -> None:
+        """``connection`` was attached (created, resumed or taken over): pump output as fast as
+        it takes it; end what waits on the previous attachment."""
+        if not self.interrupted.done():
+            self.interrupted.set_result(None)
+        self.interrupted = asyncio.get_running_loop().create_future()
+        if connection.writable:
+            self.processes.resume_reading()
+        else:
+            self.processes.pause_reading()
+
+    def detached(self) -> None:
+        # Detached output goes to the retention ring only: never leave pumps paused.
+        self.processes.resume_reading()
+
     async def aclose(self) -> None:
-        self.connection = None
         await self.processes.stop_all(self._stop_grace)
         self.audit.session_closed()
         if self._fs is not None:
             await self._fs.aclose()
-
-
-Handler = Callable[["ClientConnection", Any], Any]
 
 
 class ClientConnection:
@@ -182,12 +197,12 @@ class ClientConnection:
         self.principal = principal
         """Who authenticated the connection: it may resume only sessions it created."""
         self.peer = RpcPeer()
-        self.session: SessionRuntime | None = None
+        self.session: ServerSession | None = None
+        """The session this connection initialized (it may have been taken over since:
+        ``session.attached_to(self)`` says)."""
         self.detachable = detachable
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._taken_over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._closed = False
-        self.paused = False
         self._writable = asyncio.Event()
         self._writable.set()
         self._big_replies = asyncio.Semaphore(MAX_BIG_REPLIES_IN_FLIGHT)
@@ -217,22 +232,22 @@ class ClientConnection:
         for task in self._tasks:
             task.cancel()
         session = self.session
-        if session is not None and session.connection is self:
-            session.connection = None
-            # Detached output goes to the retention ring only: never leave pumps paused.
-            session.processes.resume_reading()
+        if session is not None and session.attached_to(self):
             self.server.detach(session, self)
 
+    @property
+    def writable(self) -> bool:
+        """Whether the transport's send buffer is below its high-water mark."""
+        return self._writable.is_set()
+
     def pause_output(self) -> None:
-        self.paused = True
         self._writable.clear()
-        if self.session is not None and self.session.connection is self:
+        if self.session is not None and self.session.attached_to(self):
             self.session.processes.pause_reading()
 
     def resume_output(self) -> None:
-        self.paused = False
         self._writable.set()
-        if self.session is not None and self.session.connection is self:
+        if self.session is not None and self.session.attached_to(self):
             self.session.processes.resume_reading()
 
     # ---------------------------------------------------------------- sending
@@ -246,45 +261,50 @@ class ClientConnection:
         """Send the result ``out`` of ``d`` or its error ``exc``, and count the request."""
         if exc is None:
             result = "ok"
+            self.peer.succeeded(d)
             self.send(out.frame if isinstance(out, _Encoded) else encode_result(d.request_id, out))
         else:
             result = error_class(error_code(exc))
-            if isinstance(exc, QuotaExceeded):
-                METRICS.limit_hit(exc.limit)
+            limit = limit_hit(exc)
+            if limit is not None:
+                METRICS.limit_hit(limit)
             self.send(error_frame(d.request_id, exc))
         METRICS.request_answered(d.spec.name, result, time.perf_counter() - started)
 
     def _dispatch(self, d: Dispatch) -> None:
         started = time.perf_counter()
-        handler = HANDLERS[d.spec.name]
-        if d.spec.name in BIG_REPLY_METHODS:
-            out: Any = self._big_reply(d, handler)
+        handler = HANDLERS[d.spec]
+        pending: Awaitable[Any]
+        if handler.big_reply:
+            pending = self._big_reply(d, handler)
         else:
             try:
-                out = handler(self, d.params)
+                out = handler.run(self, d.params)
             except Exception as exc:
                 self._answer(d, started, None, exc)
                 return
-        if inspect.isawaitable(out):
-            task = asyncio.ensure_future(out)
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._finish, d, started))
-            if len(self._tasks) >= self._max_in_flight and not self._reading_paused:
-                self._reading_paused = True
-                METRICS.limit_hit("requests_in_flight")
-                self.sink.pause_reading()
-        else:
-            self._answer(d, started, out, None)
+            if handler.in_task:
+                pending = out
+            elif isinstance(out, Later):
+                pending = out.awaitable
+            else:
+                self._answer(d, started, out, None)
+                return
+        task = asyncio.ensure_future(pending)
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._finish, d, started))
+        if len(self._tasks) >= self._max_in_flight and not self._reading_paused:
+            self._reading_paused = True
+            METRICS.limit_hit("requests_in_flight")
+            self.sink.pause_reading()
 
-    async def _big_reply(self, d: Dispatch, handler: Handler) -> Any:
-        """Run ``handler`` once a big-reply slot is free and the send buffer has room; a large
-        result is encoded in a worker thread (a 512 MiB file is seconds of JSON and base64
-        work that would otherwise hold every other connection up)."""
+    async def _big_reply(self, d: Dispatch, handler: Handler[Any, Any]) -> Any:
+        """Run ``handler`` (a file method) once a big-reply slot is free and the send buffer
+        has room; a large result is encoded in a worker thread (a 512 MiB file is seconds of
+        JSON and base64 work that would otherwise hold every other connection up)."""
         async with self._big_replies:
             await self._writable.wait()
-            out = handler(self, d.params)
-            if inspect.isawaitable(out):
-                out = await out
+            out = await handler.run(self, d.params)
             if _is_large(out):
                 return _Encoded(await asyncio.to_thread(encode_result, d.request_id, out))
             return out
@@ -301,17 +321,16 @@ class ClientConnection:
 
     # ---------------------------------------------------------------- session
 
-    def require_session(self) -> SessionRuntime:
-        if self._taken_over.done():
-            raise invalid_request("session has been resumed by another connection")
+    def require_session(self) -> ServerSession:
         session = self.session
         assert session is not None  # the handshake check guarantees it
+        if not session.attached_to(self):
+            raise SessionTakenOver
         return session
 
-    def take_over(self) -> None:
-        """Another connection resumed our session: fail pending long polls, then close."""
-        if not self._taken_over.done():
-            self._taken_over.set_result(None)
+    def close_taken_over(self) -> None:
+        """Another connection took our session over (its long polls have been ended): close
+        once the pending replies went out."""
         pending = [t for t in self._tasks if not t.done()]
 
         async def close_after_replies() -> None:
@@ -321,10 +340,6 @@ class ClientConnection:
 
         task = asyncio.ensure_future(close_after_replies())
         self.server.background(task)
-
-    @property
-    def interrupted(self) -> asyncio.Future[None]:
-        return self._taken_over
 
 
 class _Encoded:
@@ -369,8 +384,7 @@ class Server:
 
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
-        self.registry: SessionRegistry[ClientConnection] = SessionRegistry(self.config.session_ttl)
-        self.runtimes: dict[str, SessionRuntime] = {}
+        self.sessions: SessionRegistry[ServerSession] = SessionRegistry(self.config.session_ttl)
         cgroups = CgroupManager.create() if self.config.use_cgroups else None
         if self.config.cgroup_pids_max is not None or self.config.cgroup_memory_max is not None:
             if cgroups is None:
@@ -426,7 +440,7 @@ class Server:
         return not self.draining
 
     def _sessions_in(self, state: SessionState) -> int:
-        return sum(1 for r in self.registry.sessions() if r.state is state)
+        return sum(1 for s in self.sessions.sessions() if s.state is state)
 
     def start_drain(self) -> None:
         """Refuse new sessions from now on (see the module docstring)."""
@@ -436,7 +450,7 @@ class Server:
 
     def drained(self) -> bool:
         """No session has a process that is running or whose end the client has not read."""
-        return all(rt.processes.settled for rt in self.runtimes.values())
+        return all(s.processes.settled for s in self.sessions.sessions())
 
     async def wait_drained(self) -> None:
         """Return once :meth:`drained` (the caller bounds the wait)."""
@@ -501,227 +515,102 @@ class Server:
         sockname = server.sockets[0].getsockname()
         return sockname[0], sockname[1]
 
-    def connection_for(self, sink: FrameSink, *, detachable: bool = True) -> ClientConnection:
-        return ClientConnection(self, sink, detachable=detachable)
+    def connection_for(
+        self, sink: FrameSink, *, detachable: bool = True, principal: Principal = ANONYMOUS
+    ) -> ClientConnection:
+        """The server side of a connection a transport accepted (stdio, in-memory)."""
+        return ClientConnection(self, sink, detachable=detachable, principal=principal)
 
     # ---------------------------------------------------------------- sessions
 
-    def detach(self, session: SessionRuntime, conn: ClientConnection) -> None:
+    def detach(self, session: ServerSession, conn: ClientConnection) -> None:
         if not conn.detachable:
-            self.registry.close(session.record)
-            self.runtimes.pop(session.id, None)
-            self.background(asyncio.ensure_future(session.aclose()))
-            self._settled()
+            self.sessions.close(session)
+            self._end(session)
             return
-        record = self.registry.detach(session.id, conn, time.monotonic())
-        if record is not None:
+        if self.sessions.detach(session.id, conn, time.monotonic()) is not None:
+            session.detached()
             log.info("session detached", extra={"session_id": session.id})
             self._schedule_expiry()
+
+    def _end(self, session: ServerSession) -> None:
+        """``session`` left the registry (expired or closed): stop what it owns."""
+        self.background(asyncio.ensure_future(session.aclose()))
+        self._settled()
 
     def _schedule_expiry(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        deadline = self.registry.next_deadline()
+        deadline = self.sessions.next_deadline()
         if deadline is None:
             return
         loop = asyncio.get_running_loop()
         delay = max(0.0, deadline - time.monotonic())
         self._expiry = loop.call_later(delay, self._expire_due)
 
-    def _expire_due(self) -> None:
-        self._expiry = None
-        for record in self.registry.due(time.monotonic()):
-            self.registry.expire(record)
-            runtime = self.runtimes.pop(record.id, None)
-            log.info("session expired", extra={"session_id": record.id})
-            if runtime is not None:
-                self.background(asyncio.ensure_future(runtime.aclose()))
-        self._settled()
+    def _expire_due(self, now: float | None = None) -> None:
+        for session in self.sessions.due(time.monotonic() if now is None else now):
+            self.sessions.expire(session)
+            log.info("session expired", extra={"session_id": session.id})
+            self._end(session)
         self._schedule_expiry()
 
-    def initialize(self, conn: ClientConnection, p: InitializeParams) -> InitializeResult:
+    def initialize(self, conn: ClientConnection, p: InitializeParams) -> ServerSession:
+        """Create or resume ``conn``'s session (``initialize``); a takeover closes the
+        connection the session was taken from."""
         if p.resume_session_id is not None:
+            now = time.monotonic()
+            # A session past its deadline is expired (its processes stopped) before the
+            # lookup, even when the expiry timer has not run yet (a busy server).
+            self._expire_due(now)
             try:
-                record, previous = self.registry.resume(
-                    p.resume_session_id, conn, time.monotonic(), owner=conn.principal
+                session, previous = self.sessions.resume(
+                    p.resume_session_id, conn, now, owner=conn.principal
                 )
             except NotOwner:
-                # Answered exactly like an unknown id, so ids of others cannot be probed.
+                # Answered exactly like an unknown id (a kind of it), so ids of others cannot
+                # be probed.
                 log.info(
                     "session resume refused: created by another principal",
                     extra={"session_id": p.resume_session_id, "principal": conn.principal},
                 )
-                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
-            except UnknownSession:
-                stale = self.runtimes.pop(p.resume_session_id, None)
-                if stale is not None:  # the registry expired it just now (deadline passed)
-                    self.background(asyncio.ensure_future(stale.aclose()))
-                self._schedule_expiry()
-                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
-            runtime = self.runtimes[record.id]
-            if previous is not None and previous is not conn:
-                log.info("session taken over", extra={"session_id": record.id})
-                previous.take_over()
+                raise
+            session.attached(conn)
+            if isinstance(previous, ClientConnection) and previous is not conn:
+                log.info("session taken over", extra={"session_id": session.id})
+                previous.close_taken_over()
             else:
-                log.info("session resumed", extra={"session_id": record.id})
+                log.info("session resumed", extra={"session_id": session.id})
             self._schedule_expiry()
-        else:
-            if self.draining:
-                raise RpcError(
-                    ErrorCode.SERVER_DRAINING,
-                    "server is draining (shutting down): no new sessions; retry on another "
-                    "server or after its restart",
-                )
-            if len(self.registry) >= self.config.max_sessions:
-                raise QuotaExceeded(
-                    f"--max-sessions {self.config.max_sessions}",
-                    f"the server has {len(self.registry)} sessions (attached or detached)",
-                )
-            record = self.registry.create(conn, owner=conn.principal)
-            runtime = SessionRuntime(self, record, conn.principal)
-            self.runtimes[record.id] = runtime
-            log.info(
-                "session created",
-                extra={
-                    "session_id": record.id,
-                    "client": p.client_name,
-                    "principal": conn.principal,
-                },
+            return session
+        if self.draining:
+            raise Draining
+        if len(self.sessions) >= self.config.max_sessions:
+            raise QuotaExceeded(
+                f"--max-sessions {self.config.max_sessions}",
+                f"the server has {len(self.sessions)} sessions (attached or detached)",
             )
-        runtime.connection = conn
-        conn.session = runtime
-        conn.peer.initialize_succeeded()
-        if conn.paused:
-            runtime.processes.pause_reading()
-        else:
-            runtime.processes.resume_reading()
-        return InitializeResult(session_id=record.id, environment_info=self.info)
+        session = self.sessions.create(
+            lambda sid: ServerSession(sid, conn, server=self, principal=conn.principal)
+        )
+        session.attached(conn)
+        log.info(
+            "session created",
+            extra={"session_id": session.id, "client": p.client_name, "principal": conn.principal},
+        )
+        return session
 
     async def aclose(self) -> None:
         """Stop listening and kill every process of every session."""
         for listener in self._listeners:
             listener.close()
-        for record in self.registry.sessions():
-            self.registry.close(record)
-            runtime = self.runtimes.pop(record.id, None)
-            if runtime is not None:
-                if runtime.connection is not None:
-                    runtime.connection.sink.close(1001, "server shutting down")
-                await runtime.aclose()
+        for session in self.sessions.sessions():
+            conn = session.connection
+            self.sessions.close(session)
+            if conn is not None:
+                conn.sink.close(1001, "server shutting down")
+            await session.aclose()
         if self.process_config.cgroups is not None:
             self.process_config.cgroups.aclose()
         self._reaper.reap()
-
-
-# ---------------------------------------------------------------------- handlers
-
-
-def _initialize(conn: ClientConnection, p: InitializeParams) -> InitializeResult:
-    return conn.server.initialize(conn, p)
-
-
-def _environment_info(conn: ClientConnection, _: Any) -> EnvironmentInfo:
-    return conn.server.info
-
-
-def _environment_config_read(conn: ClientConnection, p: Any) -> Any:
-    from .environment_config import read_environment_config
-
-    return read_environment_config(p)
-
-
-def _process_start(conn: ClientConnection, p: StartParams) -> Any:
-    session = conn.require_session()
-    return session.audit.start(session.processes, p)
-
-
-def _process_read(conn: ClientConnection, p: ReadParams) -> Any:
-    table = conn.require_session().processes
-    proc = table.require(p.process_id)
-    after = p.after_seq or 0
-    if p.wait_ms and p.wait_ms > 0 and not proc.ready_for(after):
-        return table.read(p.process_id, after, p.max_bytes, p.wait_ms, conn.interrupted)
-    return table.snapshot(proc, after, p.max_bytes)
-
-
-def _process_write(conn: ClientConnection, p: WriteParams) -> Any:
-    table = conn.require_session().processes
-    if not p.write_id:
-        raise invalid_params("writeId must not be empty")
-    try:
-        data = pybase64.b64decode(p.chunk, validate=True)
-    except ValueError as exc:
-        raise invalid_params(f"chunk is not valid base64: {exc}") from exc
-    proc = table.get(p.process_id)
-    if proc is None:
-        return WriteResult(status="unknownProcess")
-    outcome = proc.write(data, p.write_id, p.close_stdin)
-    if not isinstance(outcome, str) and outcome.done():
-        outcome = outcome.result()  # a retry of a finished write is answered at once
-    if isinstance(outcome, str):
-        return WriteResult(status=outcome)  # type: ignore[arg-type]  # statuses come from WriteStatus
-    return _write_result(outcome)
-
-
-async def _write_result(outcome: asyncio.Future[str]) -> WriteResult:
-    return WriteResult(status=await asyncio.shield(outcome))  # type: ignore[arg-type]  # see above
-
-
-def _process_signal(conn: ClientConnection, p: SignalParams) -> EmptyResult:
-    proc = conn.require_session().processes.get(p.process_id)
-    if proc is not None:
-        proc.send_signal(p.signal)
-    return EmptyResult()
-
-
-def _process_terminate(conn: ClientConnection, p: TerminateParams) -> TerminateResult:
-    proc = conn.require_session().processes.get(p.process_id)
-    if proc is None:
-        return TerminateResult(running=False)
-    return TerminateResult(running=proc.terminate())
-
-
-def _process_list(conn: ClientConnection, _: Any) -> ListResult:
-    return conn.require_session().processes.list()
-
-
-def _process_resize(conn: ClientConnection, p: ResizeParams) -> EmptyResult:
-    conn.require_session().processes.require(p.process_id).resize(p.rows, p.cols)
-    return EmptyResult()
-
-
-def _fs(method: str) -> Handler:
-    def handler(conn: ClientConnection, p: Any) -> Any:
-        return getattr(conn.require_session().fs, method)(p)
-
-    handler.__name__ = f"_fs_{method}"
-    return handler
-
-
-HANDLERS: dict[str, Handler] = {
-    "initialize": _initialize,
-    "environment/info": _environment_info,
-    "environmentConfig/read": _environment_config_read,
-    "process/start": _process_start,
-    "process/read": _process_read,
-    "process/write": _process_write,
-    "process/signal": _process_signal,
-    "process/terminate": _process_terminate,
-    "process/resize": _process_resize,
-    "process/list": _process_list,
-    "fs/readFile": _fs("read_file"),
-    "fs/writeFile": _fs("write_file"),
-    "fs/createDirectory": _fs("create_directory"),
-    "fs/getMetadata": _fs("get_metadata"),
-    "fs/readDirectory": _fs("read_directory"),
-    "fs/remove": _fs("remove"),
-    "fs/copy": _fs("copy"),
-    "fs/canonicalize": _fs("canonicalize"),
-    "fs/walk": _fs("walk"),
-    "fs/open": _fs("open"),
-    "fs/readBlock": _fs("read_block"),
-    "fs/writeBlock": _fs("write_block"),
-    "fs/close": _fs("close"),
-    "fs/watchMissing": _fs("watch_missing"),
-}

@@ -1,13 +1,17 @@
-"""Session registry: which connection a session is attached to, and when it expires.
+"""Sessions and their registry: which connection a session is attached to, and when it expires.
 
 No I/O and no clock of its own: callers pass ``now`` (monotonic seconds) and act on what the
-methods return. Rules (docs/protocol.md §2):
+methods return. A :class:`Session` holds the attachment state; the server subclasses it with
+what a session owns (its processes, its file service), so one object, owned by the
+:class:`SessionRegistry`, is the only place that says which connection a session belongs to.
+Rules (docs/protocol.md §2):
 
 * ``initialize`` without ``resumeSessionId`` creates a session, ATTACHED to the connection.
 * A disconnect DETACHES the session (its processes keep running) and starts a TTL window;
   every detach starts a new window, and a resume cancels it.
 * ``initialize {resumeSessionId}`` of a DETACHED session re-attaches it; of an ATTACHED one it
-  *takes it over*: the previous connection is returned so the caller can close it.
+  *takes it over*: the previous connection is returned so the caller can close it. A
+  connection whose session was taken over is no longer :meth:`Session.attached_to` it.
 * A DETACHED session whose deadline passed is EXPIRED: its id becomes unknown (also to a resume
   that races the deadline — expiry wins at the boundary).
 * A session belongs to the *owner* that created it (the caller's principal, compared with
@@ -27,13 +31,18 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from exec_server_protocol import SessionId
+
+from ._fsm import IllegalTransition, TransitionTable
+from .exceptions import NotOwner, UnknownSession
 
 __all__ = [
     "IllegalTransition",
     "NotOwner",
-    "SessionRecord",
+    "Session",
     "SessionRegistry",
     "SessionState",
     "UnknownSession",
@@ -56,48 +65,43 @@ class Event(enum.Enum):
     CLOSE = "close"
 
 
-_TRANSITIONS: dict[tuple[SessionState, Event], SessionState] = {
-    (SessionState.ATTACHED, Event.DETACH): SessionState.DETACHED,
-    (SessionState.DETACHED, Event.RESUME): SessionState.ATTACHED,
-    (SessionState.ATTACHED, Event.RESUME): SessionState.ATTACHED,
-    (SessionState.DETACHED, Event.EXPIRE): SessionState.EXPIRED,
-    (SessionState.ATTACHED, Event.CLOSE): SessionState.EXPIRED,
-    (SessionState.DETACHED, Event.CLOSE): SessionState.EXPIRED,
-}
+_ATTACHED, _DETACHED, _EXPIRED = SessionState.ATTACHED, SessionState.DETACHED, SessionState.EXPIRED
+_TRANSITIONS: TransitionTable[SessionState, Event] = TransitionTable(
+    {
+        _ATTACHED: {Event.DETACH: _DETACHED, Event.RESUME: _ATTACHED, Event.CLOSE: _EXPIRED},
+        _DETACHED: {Event.RESUME: _ATTACHED, Event.EXPIRE: _EXPIRED, Event.CLOSE: _EXPIRED},
+    }
+)
 
 
-class IllegalTransition(RuntimeError):
-    """A transition the table does not allow (a bug in the caller)."""
+class Session(Generic[C]):
+    """One session's attachment: its state, its connection, its owner and its deadline.
 
+    Created ATTACHED to ``connection``; moved only by the registry's methods (which apply the
+    transition table).
+    """
 
-class UnknownSession(LookupError):
-    """No live session has this id (never existed, or expired)."""
+    def __init__(self, session_id: SessionId, connection: C, *, owner: object = None) -> None:
+        self.id = session_id
+        self.state = SessionState.ATTACHED
+        self.connection: C | None = connection
+        self.owner = owner
+        self.deadline: float | None = None
 
-
-class NotOwner(UnknownSession):
-    """The session exists but belongs to another owner: to that caller it is unknown."""
-
-
-@dataclass(eq=False)
-class SessionRecord(Generic[C]):
-    id: str
-    state: SessionState
-    connection: C | None
-    owner: object = None
-    deadline: float | None = None
-    data: dict[str, object] = field(default_factory=dict)
+    def attached_to(self, connection: C) -> bool:
+        """Whether ``connection`` is the one this session is attached to now (False once it
+        was taken over by another connection, or detached)."""
+        return self.connection is connection
 
     def _apply(self, event: Event) -> None:
-        try:
-            self.state = _TRANSITIONS[(self.state, event)]
-        except KeyError:
-            raise IllegalTransition(
-                f"session {self.id}: {event.value} in {self.state.value}"
-            ) from None
+        self.state = _TRANSITIONS.next(self.state, event, what=f"session {self.id}: ")
 
 
-class SessionRegistry(Generic[C]):
-    """All live sessions of a server.
+S = TypeVar("S", bound="Session[Any]")
+
+
+class SessionRegistry(Generic[S]):
+    """All live sessions of a server; the only owner of :class:`Session` objects.
 
     Args:
         ttl: how long a detached session lives, in seconds.
@@ -105,7 +109,7 @@ class SessionRegistry(Generic[C]):
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._sessions: dict[str, SessionRecord[C]] = {}
+        self._sessions: dict[SessionId, S] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -113,24 +117,25 @@ class SessionRegistry(Generic[C]):
     def __contains__(self, session_id: str) -> bool:
         return session_id in self._sessions
 
-    def get(self, session_id: str) -> SessionRecord[C]:
+    def get(self, session_id: str) -> S:
         try:
-            return self._sessions[session_id]
+            return self._sessions[SessionId(session_id)]
         except KeyError:
             raise UnknownSession(session_id) from None
 
-    def sessions(self) -> list[SessionRecord[C]]:
+    def sessions(self) -> list[S]:
         return list(self._sessions.values())
 
-    def create(self, connection: C, *, owner: object = None) -> SessionRecord[C]:
-        """A new session of ``owner``, attached to ``connection``; its id is a random UUID v4."""
-        record = SessionRecord(str(uuid.uuid4()), SessionState.ATTACHED, connection, owner)
-        self._sessions[record.id] = record
-        return record
+    def create(self, make: Callable[[SessionId], S]) -> S:
+        """Register the session ``make(id)`` builds (attached to its connection); its id is a
+        random UUID v4."""
+        session = make(SessionId(str(uuid.uuid4())))
+        self._sessions[session.id] = session
+        return session
 
     def resume(
-        self, session_id: str, connection: C, now: float, *, owner: object = None
-    ) -> tuple[SessionRecord[C], C | None]:
+        self, session_id: str, connection: object, now: float, *, owner: object = None
+    ) -> tuple[S, object | None]:
         """Attach ``connection`` to a live session of ``owner``.
 
         Returns:
@@ -140,53 +145,53 @@ class SessionRegistry(Generic[C]):
             UnknownSession: unknown id, or a detached session whose deadline has passed.
             NotOwner: the session belongs to another owner (it is left as it was).
         """
-        record = self._sessions.get(session_id)
-        if record is None:
+        session = self._sessions.get(SessionId(session_id))
+        if session is None:
             raise UnknownSession(session_id)
-        if (
-            record.state is SessionState.DETACHED
-            and record.deadline is not None
-            and now >= record.deadline
-        ):
-            self.expire(record)
+        if self._due(session, now):
+            self.expire(session)
             raise UnknownSession(session_id)
-        if record.owner != owner:
+        if session.owner != owner:
             raise NotOwner(session_id)
-        previous = record.connection if record.state is SessionState.ATTACHED else None
-        record._apply(Event.RESUME)
-        record.connection = connection
-        record.deadline = None
-        return record, previous
+        previous = session.connection if session.state is SessionState.ATTACHED else None
+        session._apply(Event.RESUME)
+        session.connection = connection
+        session.deadline = None
+        return session, previous
 
-    def detach(self, session_id: str, connection: C, now: float) -> SessionRecord[C] | None:
+    def detach(self, session_id: str, connection: object, now: float) -> S | None:
         """``connection`` went away. Returns the session if this detached it (None if the
         session had already been taken over by another connection or is gone)."""
-        record = self._sessions.get(session_id)
-        if record is None or record.connection is not connection:
+        session = self._sessions.get(SessionId(session_id))
+        if session is None or session.connection is not connection:
             return None
-        record._apply(Event.DETACH)
-        record.connection = None
-        record.deadline = now + self.ttl
-        return record
+        session._apply(Event.DETACH)
+        session.connection = None
+        session.deadline = now + self.ttl
+        return session
 
-    def due(self, now: float) -> list[SessionRecord[C]]:
+    @staticmethod
+    def _due(session: Session[Any], now: float) -> bool:
+        return (
+            session.state is SessionState.DETACHED
+            and session.deadline is not None
+            and now >= session.deadline
+        )
+
+    def due(self, now: float) -> list[S]:
         """Detached sessions whose deadline has passed (the caller expires them)."""
-        return [
-            r
-            for r in self._sessions.values()
-            if r.state is SessionState.DETACHED and r.deadline is not None and now >= r.deadline
-        ]
+        return [s for s in self._sessions.values() if self._due(s, now)]
 
     def next_deadline(self) -> float | None:
-        deadlines = [r.deadline for r in self._sessions.values() if r.deadline is not None]
+        deadlines = [s.deadline for s in self._sessions.values() if s.deadline is not None]
         return min(deadlines) if deadlines else None
 
-    def expire(self, record: SessionRecord[C]) -> None:
-        record._apply(Event.EXPIRE)
-        self._sessions.pop(record.id, None)
-        record.connection = None
+    def expire(self, session: S) -> None:
+        session._apply(Event.EXPIRE)
+        self._sessions.pop(session.id, None)
+        session.connection = None
 
-    def close(self, record: SessionRecord[C]) -> None:
-        record._apply(Event.CLOSE)
-        self._sessions.pop(record.id, None)
-        record.connection = None
+    def close(self, session: S) -> None:
+        session._apply(Event.CLOSE)
+        self._sessions.pop(session.id, None)
+        session.connection = None

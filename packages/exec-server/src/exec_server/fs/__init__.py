@@ -1,6 +1,5 @@
 """The file-system RPCs (``fs/*``, docs/protocol.md §9): one :class:`FsService` per session."""
 
-from ._errors import FsFailure
 from ._service import MAX_BLOCK_LEN, FsService
 
-__all__ = ["MAX_BLOCK_LEN", "FsFailure", "FsService"]
+__all__ = ["MAX_BLOCK_LEN", "FsService"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from exec_server_protocol import ErrorCode, HandleId
+from exec_server_protocol import HandleId
 
-from ..exceptions import RpcError, invalid_request
+from ..exceptions import BadRequest, DuplicateHandle, UnknownHandle
 
 __all__ = ["MAX_HANDLE_ID_BYTES", "Handle", "HandleTable", "check_handle_id"]
 
@@ -24,10 +24,10 @@ def check_handle_id(handle_id: str) -> HandleId:
     """Validate a client-chosen handle id (the reference allows at most 32 bytes, also empty).
 
     Raises:
-        RpcError: -32600 when it is too long.
+        BadRequest: it is too long.
     """
     if len(handle_id.encode("utf-8", "surrogatepass")) > MAX_HANDLE_ID_BYTES:
-        raise invalid_request(f"file handle ID must not exceed {MAX_HANDLE_ID_BYTES} bytes")
+        raise BadRequest(f"file handle ID must not exceed {MAX_HANDLE_ID_BYTES} bytes")
     return HandleId(handle_id)
 
 
@@ -67,10 +67,10 @@ class HandleTable:
         """Claim ``handle_id`` while its file is being opened.
 
         Raises:
-            RpcError: -32600 when the id is open or being opened.
+            DuplicateHandle: the id is open or being opened.
         """
         if handle_id in self._handles or handle_id in self._reserved:
-            raise invalid_request(f"file handle `{handle_id}` already exists")
+            raise DuplicateHandle(handle_id)
         self._reserved.add(handle_id)
 
     def unreserve(self, handle_id: HandleId) -> None:
@@ -85,11 +85,11 @@ class HandleTable:
         """The handle, marked in use until :meth:`Handle.release`.
 
         Raises:
-            RpcError: -32004 for an unknown (or closed) handle.
+            UnknownHandle: an unknown (or closed) handle.
         """
         handle = self._handles.get(handle_id)
         if handle is None:
-            raise RpcError(ErrorCode.NOT_FOUND, f"unknown file handle `{handle_id}`")
+            raise UnknownHandle(handle_id)
         handle.acquire()
         return handle
 

@@ -1,8 +1,10 @@
 """The blocking file-system operations behind the fs RPCs.
 
 Every function here is module-level, takes and returns picklable values and raises only
-:class:`OSError` or :class:`~._errors.FsFailure` on purpose, so it can run in a worker thread or,
-under a sandbox intent, in a sandboxed child (``exec_server.sandbox.run_fs_sandboxed``).
+:class:`OSError`, :class:`~exec_server.exceptions.FsRefused` or
+:class:`~exec_server.exceptions.FsFailed` on purpose, so it can run in a worker thread or, under
+a sandbox intent, through ``exec_server.sandbox.run_fs_sandboxed`` (a restricted thread, or a
+sandboxed worker child for a server that is not root).
 Paths are native ``str`` (``surrogateescape``-decoded), already parsed from PathUris.
 """
 
@@ -16,10 +18,10 @@ import shutil
 import stat
 import threading
 
-from exec_server_protocol import ErrorCode
 from exec_server_protocol.fs import DirectoryEntry, Metadata
 
-from ._errors import FsFailure, FsLimitExceeded, display_path
+from ..exceptions import FsFailed, FsLimitExceeded, FsRefused
+from ._errors import display_path
 
 __all__ = [
     "MAX_READ_DIRECTORY_ENTRIES",
@@ -62,23 +64,21 @@ def _refuse_shared_inode(path: str) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-        raise FsFailure(
-            ErrorCode.INVALID_REQUEST,
+        raise FsRefused(
             f"refusing to write through `{display_path(path)}` under a sandbox: the file has "
             "more than one hard link",
         )
 
 
-def _file_too_large() -> FsFailure:
+def _file_too_large() -> FsLimitExceeded:
     return FsLimitExceeded(
-        ErrorCode.INVALID_REQUEST,
         f"file is too large to read: limit is {MAX_READ_FILE_BYTES} bytes",
         "read_file_size",
     )
 
 
-def _not_a_file(path: str) -> FsFailure:
-    return FsFailure(ErrorCode.INVALID_REQUEST, f"path `{display_path(path)}` is not a file")
+def _not_a_file(path: str) -> FsRefused:
+    return FsRefused(f"path `{display_path(path)}` is not a file")
 
 
 def _open_regular_for_read(path: str) -> int:
@@ -98,7 +98,7 @@ def read_file(path: str) -> bytes:
     """The whole content of a regular file (symlinks followed).
 
     Raises:
-        FsFailure: -32600 when the file is larger than :data:`MAX_READ_FILE_BYTES`, by its size
+        FsLimitExceeded: when the file is larger than :data:`MAX_READ_FILE_BYTES`, by its size
             or by what reading it yields (a growing file, a /proc file that reports size 0).
     """
     fd = _open_regular_for_read(path)
@@ -189,7 +189,7 @@ def read_directory(path: str) -> list[DirectoryEntry]:
     """Entries in directory order; symlinks are followed and dangling ones left out.
 
     Raises:
-        FsFailure: -32603 when the directory has more than :data:`MAX_READ_DIRECTORY_ENTRIES`
+        FsFailed: when the directory has more than :data:`MAX_READ_DIRECTORY_ENTRIES`
             entries. Past the limit, entries are only counted (for the message), not kept.
     """
     entries: list[DirectoryEntry] = []
@@ -197,8 +197,7 @@ def read_directory(path: str) -> list[DirectoryEntry]:
         for entry in it:
             if len(entries) == MAX_READ_DIRECTORY_ENTRIES:
                 count = len(entries) + 1 + sum(1 for _ in it)
-                raise FsLimitExceeded(
-                    ErrorCode.INTERNAL_ERROR,
+                raise FsFailed(
                     f"fs/readDirectory returned {count} entries; "
                     f"limit is {MAX_READ_DIRECTORY_ENTRIES}",
                     "read_directory_entries",
@@ -246,23 +245,20 @@ def copy(source: str, destination: str, recursive: bool) -> None:
         os.symlink(os.readlink(source), destination)
     elif stat.S_ISDIR(st.st_mode):
         if not recursive:
-            raise FsFailure(
-                ErrorCode.INVALID_REQUEST,
+            raise FsRefused(
                 "fs/copy requires recursive: true when sourcePath is a directory",
             )
         dest_parent, dest_name = os.path.split(destination)
         resolved_dest = os.path.join(os.path.realpath(dest_parent), dest_name)
         if _is_within(resolved_dest, os.path.realpath(source)):
-            raise FsFailure(
-                ErrorCode.INVALID_REQUEST,
+            raise FsRefused(
                 "fs/copy cannot copy a directory to itself or one of its descendants",
             )
         _copy_tree(source, destination)
     elif stat.S_ISREG(st.st_mode):
         _copy_file(source, destination)
     else:
-        raise FsFailure(
-            ErrorCode.INVALID_REQUEST,
+        raise FsRefused(
             "fs/copy only supports regular files, directories, and symlinks",
         )
 
@@ -298,8 +294,7 @@ def _copy_tree(source: str, destination: str) -> None:
         elif child.is_file(follow_symlinks=False):
             _copy_file(src, dst)
         else:
-            raise FsFailure(
-                ErrorCode.INVALID_REQUEST,
+            raise FsRefused(
                 "fs/copy only supports regular files, directories, and symlinks",
             )
 
@@ -321,8 +316,9 @@ def path_exists(path: str) -> bool:
 def open_handle_probe(path: str, replace: bool) -> tuple[int, int]:
     """Open ``path`` as ``fs/open`` does, close it again and return its ``(st_dev, st_ino)``.
 
-    Used under a sandbox: the sandboxed child decides whether the open is allowed (and, for
-    ``replace``, creates and truncates the file); the server then opens the same inode itself.
+    Used under a sandbox: the sandboxed probe (a restricted thread, or the sandboxed fs worker)
+    decides whether the open is allowed (and, for ``replace``, creates and truncates the file);
+    the server then opens the same inode itself.
     """
     if replace:
         _refuse_shared_inode(path)

@@ -2,9 +2,10 @@
 
 Validation happens here, on the event loop; every piece of OS work goes through
 :meth:`FsService._run`, which runs it in a worker thread or — when the request carries a sandbox
-intent — under that sandbox. OS errors and refusals become :class:`RpcError` with the
-reference's codes and texts (see :mod:`._errors`); nothing else is caught, so an unexpected bug
-reaches the server's single error boundary.
+intent — under that sandbox. OS errors become :class:`~exec_server.exceptions.FsOsError`;
+refusals are the exceptions of :mod:`exec_server.exceptions`, which the server's one table
+(:mod:`exec_server.wire_errors`) turns into the reference's codes and texts; nothing else is
+caught, so an unexpected bug reaches the server's single error boundary.
 """
 
 from __future__ import annotations
@@ -55,14 +56,15 @@ from exec_server_protocol.fs import (
 from exec_server_protocol.sandbox import SandboxIntent
 
 from ..exceptions import (
+    BadRequest,
+    FileChanged,
+    FsClosed,
+    FsOsError,
+    InvalidArgument,
     QuotaExceeded,
-    RpcError,
-    internal_error,
-    invalid_params,
-    invalid_request,
 )
 from . import _ops
-from ._errors import FsFailure, decode_base64, os_error_to_rpc, parse_fs_path
+from ._errors import decode_base64, parse_fs_path
 from ._handles import Handle, HandleTable, check_handle_id
 from ._walk import walk as _walk
 from ._watch import Watches, WatchKey, WatchState
@@ -114,21 +116,20 @@ class FsService:
         """Run one blocking operation: in a thread, or under ``sandbox`` when it is given.
 
         Raises:
-            RpcError: the operation's OS error or refusal, translated.
+            FsOsError: the operation's OS error.
+            FsRefused, FsFailed: the operation's refusal.
         """
         try:
             if sandbox is None:
                 call = functools.partial(fn, *args, **kwargs)
                 return await asyncio.wrap_future(_executor_submit(call))
             return await _run_sandboxed(sandbox, fn, *args, **kwargs)
-        except FsFailure as exc:
-            raise exc.to_rpc() from None
         except OSError as exc:
-            raise os_error_to_rpc(exc) from exc
+            raise FsOsError(exc) from exc
 
     def _check_open(self) -> None:
         if self._closed:
-            raise _closed_error()
+            raise FsClosed
 
     # -- whole-file and path operations ------------------------------------------------------
 
@@ -148,7 +149,7 @@ class FsService:
         try:
             data = decode_base64(p.data_base64)
         except ValueError as exc:
-            raise invalid_request(f"fs/writeFile requires valid base64 dataBase64: {exc}") from None
+            raise BadRequest(f"fs/writeFile requires valid base64 dataBase64: {exc}") from None
         await self._run(p.sandbox, _ops.write_file, path, data)
         return EmptyResult()
 
@@ -192,15 +193,15 @@ class FsService:
         max_entries = WALK_MAX_ENTRIES if o.max_entries is None else o.max_entries
         max_dirs = WALK_MAX_DIRECTORIES if o.max_directories is None else o.max_directories
         if min(max_depth, max_entries, max_dirs) < 0:
-            raise invalid_params("invalid number")
+            raise InvalidArgument("invalid number")
         if max_entries == 0 or max_dirs == 0:
-            raise invalid_request("filesystem walk limits must be greater than zero")
+            raise BadRequest("filesystem walk limits must be greater than zero")
         if (
             max_depth > WALK_MAX_DEPTH
             or max_entries > WALK_MAX_ENTRIES
             or max_dirs > WALK_MAX_DIRECTORIES
         ):
-            raise invalid_request(
+            raise BadRequest(
                 f"filesystem walk limits exceed maximums: depth={WALK_MAX_DEPTH}, "
                 f"directories={WALK_MAX_DIRECTORIES}, entries={WALK_MAX_ENTRIES}"
             )
@@ -231,8 +232,9 @@ class FsService:
         try:
             expected: tuple[int, int] | None = None
             if p.sandbox is not None:
-                # The sandboxed child decides whether this open is allowed (and creates or
-                # truncates for "replace"); we then open the very same inode ourselves.
+                # The sandbox (a restricted thread, or the sandboxed fs worker of a server that
+                # is not root) decides whether this open is allowed (and creates or truncates
+                # for "replace"); we then open the very same inode ourselves.
                 expected = await self._run(p.sandbox, _ops.open_handle_probe, path, replace)
             # After a sandboxed probe the file exists (and was truncated): no create, no truncate.
             fd = await self._run_registering(
@@ -245,7 +247,7 @@ class FsService:
             st = os.fstat(fd)
             if (st.st_dev, st.st_ino) != expected:
                 self._handles.close(handle_id)
-                raise internal_error("the file changed while it was being opened")
+                raise FileChanged
         return OpenResult(handle_id=handle_id)
 
     async def _run_registering(
@@ -267,9 +269,7 @@ class FsService:
             if self._closed:
                 os.close(fd)
                 if not future.done():
-                    future.set_exception(
-                        invalid_request("the session's file-system service is closed")
-                    )
+                    future.set_exception(FsClosed())
                 return
             self._handles.add(handle_id, fd)
             if not future.done():
@@ -281,17 +281,15 @@ class FsService:
         cf.add_done_callback(lambda done: loop.call_soon_threadsafe(register, done))
         try:
             return await future
-        except FsFailure as exc:
-            raise exc.to_rpc() from None
         except OSError as exc:
-            raise os_error_to_rpc(exc) from exc
+            raise FsOsError(exc) from exc
 
     async def read_block(self, p: ReadBlockParams) -> ReadBlockResult:
         handle_id = check_handle_id(p.handle_id)
         if p.offset < 0:
-            raise invalid_params("invalid number")
+            raise InvalidArgument("invalid number")
         if not 1 <= p.len <= MAX_BLOCK_LEN:
-            raise invalid_request(f"file read block length must be between 1 and {MAX_BLOCK_LEN}")
+            raise BadRequest(f"file read block length must be between 1 and {MAX_BLOCK_LEN}")
         handle = self._handles.acquire(handle_id)
         data = await self._with_handle(handle, os.pread, handle.fd, p.len, p.offset)
         return ReadBlockResult(
@@ -301,13 +299,13 @@ class FsService:
     async def write_block(self, p: WriteBlockParams) -> WriteBlockResult:
         handle_id = check_handle_id(p.handle_id)
         if p.offset < 0:
-            raise invalid_params("invalid number")
+            raise InvalidArgument("invalid number")
         try:
             data = decode_base64(p.chunk)
         except ValueError as exc:
-            raise invalid_params(str(exc)) from None
+            raise InvalidArgument(str(exc)) from None
         if not 1 <= len(data) <= MAX_BLOCK_LEN:
-            raise invalid_request(f"file write block length must be between 1 and {MAX_BLOCK_LEN}")
+            raise BadRequest(f"file write block length must be between 1 and {MAX_BLOCK_LEN}")
         handle = self._handles.acquire(handle_id)
         await self._with_handle(handle, _pwrite_all, handle.fd, data, p.offset)
         return WriteBlockResult()
@@ -325,7 +323,7 @@ class FsService:
         try:
             return await asyncio.wrap_future(cf)
         except OSError as exc:
-            raise os_error_to_rpc(exc) from exc
+            raise FsOsError(exc) from exc
 
     async def close(self, p: CloseParams) -> EmptyResult:
         self._handles.close(check_handle_id(p.handle_id))
@@ -343,7 +341,7 @@ class FsService:
             except NonLocalHostError:
                 local = False  # the reference answers {watching: false}, not an error
             except InvalidPathUriError as exc:
-                raise invalid_params(str(exc)) from None
+                raise InvalidArgument(str(exc)) from None
         present: str | None = None
         if p.present is not None:
             try:
@@ -351,7 +349,7 @@ class FsService:
             except NonLocalHostError:
                 local = False
             except InvalidPathUriError as exc:
-                raise invalid_params(str(exc)) from None
+                raise InvalidArgument(str(exc)) from None
         if not local or not self._watches.can_start(watch_id, paths):
             return WatchMissingResult(watching=False)
         state = await asyncio.wrap_future(_executor_submit(WatchState.capture, paths, present))
@@ -375,10 +373,6 @@ class FsService:
 
 _ENCODE_ON_LOOP_BELOW = 1 << 20
 """Larger file contents are base64-encoded in a worker thread, not on the event loop."""
-
-
-def _closed_error() -> RpcError:
-    return invalid_request("the session's file-system service is closed")
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -406,14 +400,10 @@ def _executor_submit(fn: Callable[..., _T], *args: Any) -> concurrent.futures.Fu
 async def _run_sandboxed(
     sandbox: SandboxIntent, fn: Callable[..., _T], *args: Any, **kwargs: Any
 ) -> _T:
-    """Run ``fn`` under ``sandbox`` via the sandbox package (imported lazily: it is optional at
-    import time and heavy). Without it the operation is refused, never run unsandboxed."""
-    try:
-        from ..sandbox import run_fs_sandboxed  # type: ignore[attr-defined,unused-ignore]  # lands with the sandbox package
-    except ImportError:
-        raise internal_error(
-            "sandboxed file-system operations are not available on this server"
-        ) from None
+    """Run ``fn`` under ``sandbox`` via the sandbox package (imported here: it is heavy, and
+    a server that never sees a sandboxed fs request never loads it)."""
+    from ..sandbox import run_fs_sandboxed
+
     if kwargs:
         fn = functools.partial(fn, **kwargs)
     result: _T = await run_fs_sandboxed(sandbox, fn, *args)

@@ -1,8 +1,9 @@
 """Process supervision: spawn, output retention, stdin, signals, whole-tree kill."""
 
 from .env import build_env, resolve_executable
-from .process import ManagedProcess, SpawnSpec, format_os_error
+from .process import ManagedProcess
 from .ring import OutputRing
+from .spawn import SpawnSpec
 from .table import ProcessConfig, ProcessTable
 from .tree import CgroupManager, OrphanReaper, make_subreaper, reset_inherited_signal_state
 
@@ -15,7 +16,6 @@ __all__ = [
     "ProcessTable",
     "SpawnSpec",
     "build_env",
-    "format_os_error",
     "make_subreaper",
     "reset_inherited_signal_state",
     "resolve_executable",

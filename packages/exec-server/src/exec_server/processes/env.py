@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from exec_server_protocol.process import EnvPolicy
 
-__all__ = ["CORE_VARS", "build_env", "resolve_executable", "resolve_program"]
+__all__ = ["CORE_VARS", "build_env", "resolve_executable"]
 
 CORE_VARS = frozenset({"HOME", "LANG", "LOGNAME", "PATH", "SHELL", "TMPDIR", "USER"})
 _DEFAULT_EXCLUDES = ("*KEY*", "*SECRET*", "*TOKEN*")
@@ -59,38 +59,27 @@ def build_env(
     return out
 
 
-def resolve_executable(program: str, child_env: Mapping[str, str]) -> str:
+def resolve_executable(
+    program: str, env: Mapping[str, str] | None = None, *, cwd: str | None = None
+) -> str:
     """Find ``program`` as the child would be started: a name with a slash is used as is;
-    otherwise it is looked up on the child's PATH if it has one, else on the server's.
+    otherwise it is looked up on the PATH of ``env`` (the child's environment) if it has one,
+    else on the server's.
+
+    With ``cwd`` (the child's working directory), also refuse what exec would refuse, raising
+    the OSError it would: a missing file, one without execute permission, and one that is
+    neither an ELF binary nor a ``#!`` script (a binfmt_misc format is refused too: the price
+    of reporting the ordinary case as the OS error it is). The spawn helpers need this: once a
+    helper runs, a failing exec is only an exit status (125).
 
     Raises:
-        FileNotFoundError: not found (or not executable) on that PATH.
+        FileNotFoundError: not found (or, without ``cwd``, not executable) on that PATH.
+        PermissionError: with ``cwd``: found but not executable.
+        OSError: with ``cwd``: ENOEXEC, not a format the kernel is known to run.
     """
     if "/" in program:
-        return program
-    path = child_env.get("PATH")
-    if path is None:
-        path = os.environ.get("PATH", os.defpath)
-    found = shutil.which(program, path=path)
-    if found is None:
-        raise FileNotFoundError(2, "No such file or directory")
-    return found
-
-
-def resolve_program(program: str, cwd: str) -> str:
-    """Where exec would find ``program`` (on the server's PATH), raising the OSError it would.
-
-    Once the helper runs, a failing exec is only an exit status (125), so what exec would refuse
-    is found here: a missing file, one without execute permission, and one that is neither an
-    ELF binary nor a ``#!`` script (a binfmt_misc format is refused too: the price of
-    reporting the ordinary case as the OS error it is).
-
-    Raises:
-        FileNotFoundError: not found.
-        PermissionError: found but not executable.
-        OSError: ENOEXEC, not a format this helper knows the kernel runs.
-    """
-    if "/" in program:
+        if cwd is None:
+            return program
         path = os.path.join(cwd, program)
         if not os.path.exists(path):
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
@@ -98,9 +87,14 @@ def resolve_program(program: str, cwd: str) -> str:
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
         found = path
     else:
-        which = shutil.which(program, path=os.environ.get("PATH", os.defpath))
+        search = env.get("PATH") if env is not None else None
+        if search is None:
+            search = os.environ.get("PATH", os.defpath)
+        which = shutil.which(program, path=search)
         if which is None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if cwd is None:
+            return which
         found = program = which
     try:
         with open(found, "rb") as file:

@@ -30,6 +30,8 @@ import os
 import struct
 from collections.abc import Sequence
 
+from .._linux import SYSCALLS_BY_ARCH
+
 __all__ = ["HELPER_ARCH", "SCRATCH", "TOLERATED_ERRNOS", "HelperFile", "Script"]
 
 HELPER_ARCH = "x86_64"
@@ -49,22 +51,7 @@ _EXEC, _FORK_OUTER, _FORK_INIT, _TOLERATE = -1, -2, -3, -4
 TOLERATED_ERRNOS = (2, 22)
 """ENOENT and EINVAL: what a record after ``Script.tolerate()`` may fail with and go on."""
 
-SYS = {
-    "write": 1,
-    "close": 3,
-    "chdir": 80,
-    "mmap": 9,
-    "rt_sigprocmask": 14,
-    "capset": 126,
-    "prctl": 157,
-    "mount": 165,
-    "unshare": 272,
-    "openat": 257,
-    "seccomp": 317,
-    "close_range": 436,
-    "landlock_add_rule": 445,
-    "landlock_restrict_self": 446,
-}
+SYS = SYSCALLS_BY_ARCH[HELPER_ARCH]
 _FAIL_MESSAGE = b"exec-server: sandbox setup failed\n"
 
 

@@ -11,14 +11,14 @@ so much that a new one could not keep its ``--retention-bytes``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
 from collections.abc import Callable
 
-from exec_server_protocol import ErrorCode, InvalidPathUriError, NonLocalHostError, parse_path_uri
+from exec_server_protocol import InvalidPathUriError, NonLocalHostError, parse_path_uri
 from exec_server_protocol.process import (
     ListResult,
     ProcessInfo,
@@ -28,16 +28,19 @@ from exec_server_protocol.process import (
 )
 
 from ..exceptions import (
+    DuplicateProcess,
+    InvalidArgument,
+    OperationFailed,
     QuotaExceeded,
-    RpcError,
-    SandboxUnavailable,
-    internal_error,
-    invalid_params,
-    invalid_request,
+    Refused,
+    SessionTakenOver,
+    SpawnFailed,
+    UnknownProcess,
 )
 from ..metrics import METRICS
 from .env import build_env, resolve_executable
-from .process import Emit, ManagedProcess, SpawnSpec, format_os_error
+from .process import Emit, ManagedProcess
+from .spawn import SpawnSpec
 from .tree import CgroupManager
 
 __all__ = ["ProcessConfig", "ProcessTable"]
@@ -46,18 +49,19 @@ log = logging.getLogger("exec_server.process")
 
 
 class ProcessConfig:
-    """Server-wide process settings shared by every session."""
+    """Server-wide process settings shared by every session (the server's configuration has
+    the defaults)."""
 
     def __init__(
         self,
         *,
-        retention_bytes: int = 1 << 20,
-        closed_retention_s: float = 80.0,
-        cgroups: CgroupManager | None = None,
-        max_processes: int = 1024,
-        max_processes_per_session: int = 256,
-        max_retained_bytes: int = 1 << 30,
-        max_session_retained_bytes: int = 128 << 20,
+        retention_bytes: int,
+        closed_retention_s: float,
+        cgroups: CgroupManager | None,
+        max_processes: int,
+        max_processes_per_session: int,
+        max_retained_bytes: int,
+        max_session_retained_bytes: int,
     ) -> None:
         self.max_processes = max_processes
         self.max_processes_per_session = max_processes_per_session
@@ -104,6 +108,7 @@ class ProcessTable:
         self._argv: dict[str, list[str]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._paused = False
+        """Output pumps stopped (the connection is congested); the one flag for it."""
         self._unread: set[str] = set()
         self._running = 0
         self.retained = 0
@@ -156,7 +161,7 @@ class ProcessTable:
     def require(self, process_id: str) -> ManagedProcess:
         proc = self._procs.get(process_id)
         if proc is None:
-            raise invalid_request(f"unknown process id {process_id}")
+            raise UnknownProcess(process_id)
         return proc
 
     def start(self, p: StartParams) -> StartResult:
@@ -167,7 +172,7 @@ class ProcessTable:
         except BaseException as exc:
             if cgroups is not None and leaf is not None:
                 cgroups.discard_leaf(leaf)
-            if not isinstance(exc, RpcError) or exc.code == ErrorCode.INTERNAL_ERROR:
+            if not isinstance(exc, Refused):
                 # Not a refusal of the request (bad params, a quota): the spawn failed.
                 METRICS.process_finished("failed_to_start", 0.0)
             raise
@@ -176,18 +181,18 @@ class ProcessTable:
         self, p: StartParams, cgroups: CgroupManager | None, leaf: str | None
     ) -> StartResult:
         if not p.argv:
-            raise invalid_params("argv must not be empty")
+            raise InvalidArgument("argv must not be empty")
         _check_exec_strings(p)
         try:
             cwd = parse_path_uri(p.cwd)
         except NonLocalHostError as exc:
-            raise invalid_params(
+            raise InvalidArgument(
                 f"cwd URI `{p.cwd}` is not valid on this exec-server host: {exc}"
             ) from exc
         except InvalidPathUriError as exc:
-            raise invalid_params(str(exc)) from exc
+            raise InvalidArgument(str(exc)) from exc
         if p.process_id in self._procs:
-            raise invalid_request(f"process {p.process_id} already exists")
+            raise DuplicateProcess(p.process_id)
         self._check_quotas()
         env = build_env(p.env, p.env_policy)
         argv = list(p.argv)
@@ -201,8 +206,6 @@ class ProcessTable:
                 plan = sandbox.prepare_spawn(
                     p.sandbox, argv=argv, cwd=cwd, env=env, arg0=p.arg0, leaf=leaf
                 )
-            except SandboxUnavailable as exc:
-                raise internal_error(str(exc)) from exc
             except OSError as exc:  # the program could not be resolved
                 raise _spawn_error(exc, p.argv[0], cwd) from exc
             sandbox_type = plan.sandbox_type
@@ -210,7 +213,7 @@ class ProcessTable:
             if executable is None:
                 try:
                     executable = self._resolve(plan.argv[0], plan.env)
-                except RpcError:
+                except OperationFailed:
                     if plan.release is not None:
                         plan.release()
                     raise
@@ -258,15 +261,13 @@ class ProcessTable:
             on_retained=self._on_retained,
         )
         try:
-            proc.spawn(spec, cgroups, leaf)
+            proc.spawn(spec, cgroups, leaf, reading=not self._paused)
         except OSError as exc:
             raise _spawn_error(exc, p.argv[0], cwd) from exc
         self._procs[p.process_id] = proc
         self._argv[p.process_id] = list(p.argv)
         self._running += 1
         self._config.live_pids.add(proc.pid)
-        if self._paused:
-            proc.pause_reading()
         log.info(
             "process started",
             extra={
@@ -353,9 +354,7 @@ class ProcessTable:
         try:
             return resolve_executable(program, env)
         except OSError as exc:
-            err = internal_error(format_os_error(exc))
-            err.data = {"reason": "programNotFound", "path": program}
-            raise err from exc
+            raise SpawnFailed(exc, {"reason": "programNotFound", "path": program}) from exc
 
     async def read(
         self,
@@ -374,7 +373,7 @@ class ProcessTable:
                 waiters.add(interrupted)
             await asyncio.wait(waiters, timeout=wait_ms / 1000, return_when="FIRST_COMPLETED")
             if interrupted is not None and interrupted.done():
-                raise invalid_request("session has been resumed by another connection")
+                raise SessionTakenOver
             proc = self._procs.get(process_id, proc)
         return self.snapshot(proc, after, max_bytes)
 
@@ -405,11 +404,15 @@ class ProcessTable:
 
     def pause_reading(self) -> None:
         """Stop pumping output (the connection is congested); new processes start paused."""
+        if self._paused:
+            return
         self._paused = True
         for proc in self._procs.values():
             proc.pause_reading()
 
     def resume_reading(self) -> None:
+        if not self._paused:
+            return
         self._paused = False
         for proc in self._procs.values():
             proc.resume_reading()
@@ -444,28 +447,27 @@ class ProcessTable:
             self._drop_retained(proc, evict=False)
         for proc in procs:
             proc.kill_tree()
+        live_pids = self._config.live_pids
         for proc in procs:
-            if not proc.is_reaped():
-                # Reap now that it is dead, so no zombie outlives the session.
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(proc.pid, 0)
-            self._config.live_pids.discard(proc.pid)
-            proc.release()
+            # A process not reaped yet is reaped as soon as its death is reported (no zombie
+            # outlives the session, and the event loop never waits for one); until then the
+            # orphan reaper leaves its pid alone.
+            proc.release(on_reaped=functools.partial(live_pids.discard, proc.pid))
 
 
-def _spawn_error(exc: OSError, program: str, cwd: str) -> RpcError:
-    """The answer to a failed spawn: the OS error text, as the reference sends it, and
-    **[ours]** ``data`` naming what was missing (``{"reason": "cwdNotFound", "path": cwd}``
-    or ``{"reason": "programNotFound", "path": argv0}``)."""
-    err = internal_error(format_os_error(exc))
+def _spawn_error(exc: OSError, program: str, cwd: str) -> SpawnFailed:
+    """A failed spawn: the OS error (its text is what the reference sends) and **[ours]** the
+    ``data`` naming what was missing (``{"reason": "cwdNotFound", "path": cwd}`` or
+    ``{"reason": "programNotFound", "path": argv0}``)."""
+    data: dict[str, str] | None = None
     if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not os.path.isdir(cwd):
         reason = "cwdNotFound" if exc.errno == errno.ENOENT else "cwdNotADirectory"
-        err.data = {"reason": reason, "path": cwd}
+        data = {"reason": reason, "path": cwd}
     elif exc.errno == errno.ENOENT:
-        err.data = {"reason": "programNotFound", "path": program}
+        data = {"reason": "programNotFound", "path": program}
     elif exc.errno in (errno.EACCES, errno.ENOEXEC):
-        err.data = {"reason": "programNotExecutable", "path": program}
-    return err
+        data = {"reason": "programNotExecutable", "path": program}
+    return SpawnFailed(exc, data)
 
 
 async def _exited(proc: ManagedProcess) -> None:
@@ -476,9 +478,9 @@ async def _exited(proc: ManagedProcess) -> None:
 def _check_exec_strings(p: StartParams) -> None:
     """What execve cannot carry: NUL bytes anywhere, ``=`` or nothing as a variable name."""
     if any("\0" in a for a in p.argv) or (p.arg0 is not None and "\0" in p.arg0):
-        raise invalid_params("argv must not contain NUL bytes")
+        raise InvalidArgument("argv must not contain NUL bytes")
     policy_set = p.env_policy.set if p.env_policy is not None else {}
     for env in (p.env, policy_set):
         for name, value in env.items():
             if not name or "=" in name or "\0" in name or "\0" in value:
-                raise invalid_params(f"invalid environment variable {name!r}")
+                raise InvalidArgument(f"invalid environment variable {name!r}")

@@ -29,17 +29,18 @@ import signal
 import tempfile
 from collections.abc import Callable
 
+from .._linux import CLONE_NEWNS, MNT_DETACH, MS_REC, MS_SLAVE, PR_SET_CHILD_SUBREAPER
+
 __all__ = [
     "CgroupManager",
     "OrphanReaper",
+    "ProcessTree",
     "kill_descendants",
     "make_subreaper",
     "reset_inherited_signal_state",
 ]
 
 log = logging.getLogger(__name__)
-
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def make_subreaper() -> bool:
@@ -98,12 +99,6 @@ def _cgroup2_mount() -> str | None:
     except OSError:
         return None
     return None
-
-
-CLONE_NEWNS = 0x00020000
-MS_REC = 0x4000
-MS_SLAVE = 1 << 19
-MNT_DETACH = 2
 
 
 def _private_cgroup2_mount() -> str | None:
@@ -360,6 +355,66 @@ def kill_descendants(pid: int, sig: int = signal.SIGKILL) -> None:
         stack.extend(_children_of(child))
         with contextlib.suppress(OSError):
             os.kill(child, sig)
+
+
+class ProcessTree:
+    """A started process and every descendant: its cgroup leaf when it has one, else its
+    process group (and what ``/proc`` still links to it).
+
+    Args:
+        pid: the process (leader of its own process group).
+        cgroups, leaf: its leaf, which the process enters itself just after the spawn.
+    """
+
+    __slots__ = ("_cgroups", "_leaf", "pid")
+
+    def __init__(self, pid: int, cgroups: CgroupManager | None, leaf: str | None) -> None:
+        self.pid = pid
+        self._cgroups = cgroups if leaf is not None else None
+        self._leaf = leaf
+
+    def kill(self, *, exited: bool) -> None:
+        """SIGKILL the process and every descendant, also those that left its group
+        (``exited``: the process itself has been reaped)."""
+        if self._leaf is not None and self._cgroups is not None:
+            self._cgroups.kill(self._leaf)
+            if not exited:
+                # The child enters its leaf itself, just after the spawn: one that has not
+                # yet got there (nor forked) is killed directly.
+                with contextlib.suppress(OSError):
+                    os.killpg(self.pid, signal.SIGKILL)
+            return
+        if not exited:
+            kill_descendants(self.pid)
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+    def signal(self, sig: int, *, exited: bool) -> None:
+        """Send ``sig`` to every process of the tree (its cgroup, else its process group)."""
+        leaf = self._leaf
+        if leaf is not None:
+            members = CgroupManager.members(leaf)
+            if not exited and self.pid not in members:
+                members.append(self.pid)  # not in its leaf yet (it enters it itself)
+            for pid in members:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+            return
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, sig)
+
+    def try_remove_leaf(self) -> None:
+        """Remove the leaf if nothing lives in it any more (background children keep it, so
+        a later kill still finds them)."""
+        leaf, cgroups = self._leaf, self._cgroups
+        if leaf is not None and cgroups is not None and cgroups.try_remove(leaf):
+            self._leaf = None
+
+    def discard_leaf(self) -> None:
+        """Remove the leaf now or, while processes are still in it, at a later sweep."""
+        if self._leaf is not None and self._cgroups is not None:
+            self._cgroups.discard_leaf(self._leaf)
+            self._leaf = None
 
 
 class OrphanReaper:

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from exec_server_protocol.sandbox import SandboxIntent
 
+from .._linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from ..fs import _ops
 from . import _kernel, _probe, _spawn
 from ._landlock import build_ruleset
@@ -47,7 +48,7 @@ __all__ = ["run_fs_sandboxed"]
 
 T = TypeVar("T")
 
-_HIDDEN_PROC = 1 | 2 | 4 | 8  # MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+_HIDDEN_PROC = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 _WORKER_TIMEOUT_S = 600
 
 
@@ -57,7 +58,7 @@ async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: A
     Relative sandbox paths resolve against the intent's cwd (or the server's).
 
     Raises:
-        RpcError: -32602 for a malformed intent.
+        InvalidArgument: a malformed intent.
         SandboxUnavailable: the host cannot enforce the intent's file-system rules.
         Exception: whatever ``fn`` raises (a denied write: ``PermissionError`` / ``OSError``).
     """

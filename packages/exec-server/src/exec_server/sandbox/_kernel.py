@@ -11,6 +11,17 @@ import os
 import platform
 import struct
 
+from .._linux import (
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    CLONE_NEWUSER,
+    GENERIC_SYSCALLS,
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_SET_NO_NEW_PRIVS,
+    SYSCALLS_BY_ARCH,
+)
+
 __all__ = [
     "ARCH",
     "CLONE_NEWNS",
@@ -27,92 +38,22 @@ __all__ = [
     "seccomp_set_filter",
     "set_no_new_privs",
     "unshare",
-    "write_file",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
-# Syscall numbers of the generic table (same on x86_64 and aarch64).
-_SYS_LANDLOCK_CREATE_RULESET = 444
-_SYS_LANDLOCK_ADD_RULE = 445
-_SYS_LANDLOCK_RESTRICT_SELF = 446
-_SYS_CLOSE_RANGE = 436
+_SYS_LANDLOCK_CREATE_RULESET = GENERIC_SYSCALLS["landlock_create_ruleset"]
+_SYS_LANDLOCK_ADD_RULE = GENERIC_SYSCALLS["landlock_add_rule"]
+_SYS_LANDLOCK_RESTRICT_SELF = GENERIC_SYSCALLS["landlock_restrict_self"]
+_SYS_CLOSE_RANGE = GENERIC_SYSCALLS["close_range"]
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-
-_ARCHES: dict[str, dict[str, int]] = {
-    "x86_64": {
-        "audit_arch": 0xC000003E,
-        "capset": 126,
-        "seccomp": 317,
-        "ioctl": 16,
-        "ptrace": 101,
-        "process_vm_readv": 310,
-        "process_vm_writev": 311,
-        "open": 2,
-        "creat": 85,
-        "openat": 257,
-        "openat2": 437,
-        "chmod": 90,
-        "fchmod": 91,
-        "fchmodat": 268,
-        "fchmodat2": 452,
-        "mknod": 133,
-        "mknodat": 259,
-        "socket": 41,
-        "connect": 42,
-        "accept": 43,
-        "sendto": 44,
-        "bind": 49,
-        "listen": 50,
-        "socketpair": 53,
-        "accept4": 288,
-        "sendmmsg": 307,
-        "io_uring_setup": 425,
-        "io_uring_enter": 426,
-        "io_uring_register": 427,
-    },
-    "aarch64": {
-        "audit_arch": 0xC00000B7,
-        "capset": 91,
-        "seccomp": 277,
-        "ioctl": 29,
-        "ptrace": 117,
-        "process_vm_readv": 270,
-        "process_vm_writev": 271,
-        "openat": 56,
-        "openat2": 437,
-        "fchmod": 52,
-        "fchmodat": 53,
-        "fchmodat2": 452,
-        "mknodat": 33,
-        "socket": 198,
-        "socketpair": 199,
-        "bind": 200,
-        "listen": 201,
-        "accept": 202,
-        "connect": 203,
-        "sendto": 206,
-        "accept4": 242,
-        "sendmmsg": 269,
-        "io_uring_setup": 425,
-        "io_uring_enter": 426,
-        "io_uring_register": 427,
-    },
-}
-
-ARCH: str | None = platform.machine() if platform.machine() in _ARCHES else None
+ARCH: str | None = platform.machine() if platform.machine() in SYSCALLS_BY_ARCH else None
 """The machine architecture if the sandbox knows its syscall table, else ``None``."""
 
-SYSCALLS: dict[str, int] = _ARCHES.get(ARCH or "", {})
+SYSCALLS: dict[str, int] = SYSCALLS_BY_ARCH.get(ARCH or "", {})
 
-_PR_SET_NO_NEW_PRIVS = 38
-_PR_CAP_AMBIENT = 47
-_PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LANDLOCK_CREATE_RULESET_VERSION = 1
 _LANDLOCK_RULE_PATH_BENEATH = 1
 _SECCOMP_SET_MODE_FILTER = 1
@@ -170,7 +111,7 @@ def landlock_restrict_self(ruleset_fd: int) -> None:
 
 
 def set_no_new_privs() -> None:
-    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 
 
 def capset_drop_all() -> None:
@@ -178,7 +119,7 @@ def capset_drop_all() -> None:
 
     With no_new_privs set, a later exec cannot grant them back (not even to uid 0).
     """
-    _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))
+    _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0))
     header = struct.pack("=Ii", _LINUX_CAPABILITY_VERSION_3, 0)
     data = bytes(24)
     _call(SYSCALLS["capset"], header, data)
@@ -207,11 +148,3 @@ def unshare(flags: int) -> None:
 
 def mount(source: bytes | None, target: bytes, flags: int, fstype: bytes | None = None) -> None:
     _check(_libc.mount(source, target, fstype, ctypes.c_ulong(flags), None))
-
-
-def write_file(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)

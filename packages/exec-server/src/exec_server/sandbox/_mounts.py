@@ -27,6 +27,16 @@ import re
 import threading
 from dataclasses import dataclass
 
+from .._linux import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+)
 from ..processes.spawn_helper import TOLERATED_ERRNOS
 from . import _kernel
 from ._policy import Policy
@@ -39,14 +49,6 @@ __all__ = [
     "plan_mounts",
 ]
 
-MS_RDONLY = 1
-MS_NOSUID = 2
-MS_NODEV = 4
-MS_NOEXEC = 8
-MS_REMOUNT = 32
-MS_BIND = 4096
-MS_REC = 1 << 14
-MS_PRIVATE = 1 << 18
 _OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
 _ST_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC))
 

@@ -35,7 +35,7 @@ from exec_server_protocol.sandbox import (
     UnrestrictedFileSystem,
 )
 
-from ..exceptions import SandboxUnavailable, invalid_params
+from ..exceptions import InvalidArgument, SandboxUnavailable
 
 __all__ = [
     "MINIMAL_READ_PATHS",
@@ -92,7 +92,7 @@ def compile_policy(
         env: the process's environment (``tmpdir`` comes from its TMPDIR).
 
     Raises:
-        RpcError: -32602 for a malformed intent (bad PathUri, relative glob, escaping subpath).
+        InvalidArgument: a malformed intent (bad PathUri, relative glob, escaping subpath).
         SandboxUnavailable: the intent asks for something this sandbox cannot enforce.
     """
     if intent is None:
@@ -174,7 +174,7 @@ def _entry_paths(
         return [_path(path.path) or ""]
     if isinstance(path, GlobPatternPath):
         if not path.pattern.startswith("/"):
-            raise invalid_params(f"glob_pattern must be absolute: {path.pattern!r}")
+            raise InvalidArgument(f"glob_pattern must be absolute: {path.pattern!r}")
         return sorted(glob.glob(path.pattern, recursive=True))
     assert isinstance(path, SpecialPath)
     kind = path.value.kind
@@ -198,7 +198,7 @@ def _entry_paths(
     if not subpath:
         return bases
     if subpath.startswith("/") or ".." in subpath.split("/"):
-        raise invalid_params(f"subpath must be relative and stay inside its base: {subpath!r}")
+        raise InvalidArgument(f"subpath must be relative and stay inside its base: {subpath!r}")
     return [os.path.normpath(os.path.join(base, subpath)) for base in bases]
 
 
@@ -208,7 +208,7 @@ def _path(uri: str | None) -> str | None:
     try:
         return parse_path_uri(uri)
     except InvalidPathUriError as exc:
-        raise invalid_params(f"invalid sandbox path: {exc}") from exc
+        raise InvalidArgument(f"invalid sandbox path: {exc}") from exc
 
 
 def _existing_real(paths: list[str]) -> list[str]:

@@ -33,12 +33,21 @@ import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
+from exec_server_protocol.process import SandboxType
 from exec_server_protocol.sandbox import SandboxIntent
 
+from .._linux import (
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    PR_CAP_AMBIENT,
+    PR_CAP_AMBIENT_CLEAR_ALL,
+    PR_SET_NO_NEW_PRIVS,
+    PR_SET_PDEATHSIG,
+)
 from ..exceptions import SandboxUnavailable
-from ..processes.env import resolve_program
+from ..processes.env import resolve_executable
 from ..processes.spawn_helper import SCRATCH, HelperFile, Script
 from . import _kernel, _probe
 from ._landlock import READ, build_ruleset, handles_reads
@@ -48,15 +57,10 @@ from ._seccomp import build_filter
 
 __all__ = ["SandboxPlan", "SandboxType", "prepare_spawn", "probe_namespaces"]
 
-SandboxType = Literal["none", "linuxSeccomp"]
 
-_PR_SET_PDEATHSIG = 1
-_PR_SET_NO_NEW_PRIVS = 38
-_PR_CAP_AMBIENT = 47
-_PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SIG_BLOCK, _SIG_SETMASK = 0, 2
 _MAP_SHARED_ANONYMOUS_FIXED = 0x01 | 0x20 | 0x10
-_MS_NOSUID_NODEV_NOEXEC = 2 | 4 | 8
+_MS_NOSUID_NODEV_NOEXEC = MS_NOSUID | MS_NODEV | MS_NOEXEC
 _O_PATH = 0o10000000
 _LANDLOCK_RULE_PATH_BENEATH = 1
 
@@ -97,7 +101,7 @@ def prepare_spawn(
     """Plan the spawn of ``argv`` under ``intent`` (entering cgroup ``leaf`` first, if given).
 
     Raises:
-        RpcError: -32602 for a malformed intent.
+        InvalidArgument: a malformed intent.
         SandboxUnavailable: the host cannot enforce the intent (the message says what is
             missing); the command must not run.
         OSError: the program cannot be found or run.
@@ -111,7 +115,7 @@ def prepare_spawn(
         sandbox_type: SandboxType = "none" if intent is None else "linuxSeccomp"
         return SandboxPlan(child_argv, executable, env, (), sandbox_type)
     layers = _probe.layers_for(not policy.read_all)
-    target = resolve_program(argv[0], cwd)
+    target = resolve_executable(argv[0], cwd=cwd)
     setup = Setup(policy, layers)
     try:
         helper_fd = setup.write_helper(
@@ -144,7 +148,7 @@ def _build_script(
 ) -> None:
     """The helper's records (see the module docstring for the order and the reasons)."""
     s = script
-    s.call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    s.call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     flags = _kernel.CLONE_NEWNS | _kernel.CLONE_NEWPID
     if userns:
         uid, gid = os.geteuid(), os.getegid()
@@ -165,7 +169,7 @@ def _build_script(
     s.call("mmap", SCRATCH, 4096, 3, _MAP_SHARED_ANONYMOUS_FIXED, -1, 0)
     s.call("rt_sigprocmask", _SIG_BLOCK, s.ref(b"\xff" * 8), 0, 8)
     s.fork_outer()
-    s.call("prctl", _PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    s.call("prctl", PR_SET_PDEATHSIG, 9, 0, 0, 0)
     if own_proc:
         proc = s.cstr(b"/proc")
         s.call("mount", s.cstr(b"proc"), proc, s.cstr(b"proc"), _MS_NOSUID_NODEV_NOEXEC, 0)
@@ -180,7 +184,7 @@ def _build_script(
             s.call("landlock_add_rule", ruleset_fd, _LANDLOCK_RULE_PATH_BENEATH, attr, 0)
             s.call("close", fd)
         s.call("landlock_restrict_self", ruleset_fd, 0)
-    s.call("prctl", _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    s.call("prctl", PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     s.call("capset", s.ref(struct.pack("=Ii", 0x20080522, 0)), s.ref(bytes(24)))
     if bpf is not None:
         program = s.ref(bpf)

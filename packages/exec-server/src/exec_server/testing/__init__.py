@@ -1,5 +1,6 @@
-"""Test doubles shipped with the library: a raw JSON-RPC client, a server runner, and a
-fault-injecting TCP proxy."""
+"""Test doubles shipped with the library: a raw JSON-RPC client, a server runner, a
+fault-injecting TCP proxy, and an in-memory connection pair (:mod:`.memory`, used through
+``RawClient.in_memory(server)``)."""
 
 from .proxy import CutMode, FaultProxy
 from .raw import RawClient, RawRpcError

@@ -28,6 +28,7 @@ import ctypes
 import os
 import sys
 
+from .._linux import GENERIC_SYSCALLS, MNT_DETACH, MS_BIND, MS_PRIVATE, MS_REC, SYSCALLS_BY_ARCH
 from ..sandbox import _kernel
 from ..sandbox._seccomp import _assemble, _Jump, _Op
 
@@ -37,14 +38,15 @@ _LD_W_ABS, _JEQ_K, _JSET_K, _RET_K = 0x20, 0x15, 0x45, 0x06
 _ALLOW = 0x7FFF0000
 _ERRNO = 0x00050000
 _EPERM, _ENOSYS = 1, 38
-_SYS = {"x86_64": {"unshare": 272, "clone": 56, "clone3": 435},
-        "aarch64": {"unshare": 97, "clone": 220, "clone3": 435}}  # fmt: skip
-_LANDLOCK = (444, 445, 446)
+_LANDLOCK = tuple(
+    GENERIC_SYSCALLS[name]
+    for name in ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self")
+)
 
 
 def build_confinement(*, hide_landlock: bool, refuse_user_namespaces: bool) -> bytes:
     """The packed seccomp program for these options (for this machine's architecture)."""
-    table = _SYS[_kernel.ARCH or "x86_64"]
+    table = SYSCALLS_BY_ARCH[_kernel.ARCH or "x86_64"]
     p: list[_Op | _Jump | str] = [
         _Op(_LD_W_ABS, 4),
         _Jump(_JEQ_K, _kernel.SYSCALLS["audit_arch"], None, "allow"),
@@ -67,10 +69,6 @@ def build_confinement(*, hide_landlock: bool, refuse_user_namespaces: bool) -> b
     return _assemble(p)
 
 
-_MS_BIND, _MS_REC, _MS_PRIVATE, _MNT_DETACH = 4096, 1 << 14, 1 << 18, 2
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
-
-
 def own_root() -> None:
     """Make this process's root the root of a new private mount namespace (see ``--own-root``);
     nothing to do when it is not chrooted.
@@ -90,7 +88,7 @@ def own_root() -> None:
             raise OSError(errno, os.strerror(errno))
 
     check(libc.unshare(_kernel.CLONE_NEWNS))
-    check(libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None))
+    check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None))
     here = os.open("/", os.O_PATH | os.O_DIRECTORY)
     try:
         os.chroot("/tmp")  # the working directory stays outside the new root: walk up
@@ -102,10 +100,10 @@ def own_root() -> None:
         os.close(here)
     if path == b"/":
         return
-    check(libc.mount(path, path, None, _MS_BIND | _MS_REC, None))
+    check(libc.mount(path, path, None, MS_BIND | MS_REC, None))
     os.chdir(path)
-    check(libc.syscall(_SYS_PIVOT_ROOT[_kernel.ARCH or "x86_64"], b".", b"."))
-    check(libc.umount2(b".", _MNT_DETACH))
+    check(libc.syscall(SYSCALLS_BY_ARCH[_kernel.ARCH or "x86_64"]["pivot_root"], b".", b"."))
+    check(libc.umount2(b".", MNT_DETACH))
     os.chdir("/")
 
 

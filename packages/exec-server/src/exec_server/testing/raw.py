@@ -10,13 +10,32 @@ import asyncio
 import base64
 import itertools
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ..server import Server
+
 __all__ = ["RawClient", "RawRpcError"]
+
+
+class FrameChannel(Protocol):
+    """What :class:`RawClient` needs of a connection: a ``websockets`` client connection, or
+    the client end of :mod:`.memory`'s pair."""
+
+    close_code: int | None
+    close_reason: str | None
+
+    async def send(self, data: str | bytes, /) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
 
 class RawRpcError(Exception):
@@ -27,7 +46,7 @@ class RawRpcError(Exception):
 
 
 class RawClient:
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection | FrameChannel) -> None:
         self.ws = ws
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future[Any]] = {}
@@ -42,6 +61,14 @@ class RawClient:
     async def connect(cls, url: str, **kwargs: Any) -> RawClient:
         ws = await connect(url, max_size=None, open_timeout=10, **kwargs)
         return cls(ws)
+
+    @classmethod
+    def in_memory(cls, server: Server, **kwargs: Any) -> RawClient:
+        """A client of ``server`` over an in-memory pair (see :mod:`.memory`; ``kwargs`` go
+        to its ``connect``)."""
+        from . import memory
+
+        return cls(memory.connect(server, **kwargs))
 
     async def _read_loop(self) -> None:
         try:

@@ -77,17 +77,19 @@ class Authenticator(Protocol):
         """Who presented ``authorization``, once :meth:`__call__` allowed it."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HttpPolicy:
-    max_message_size: int = 16 * 1024 * 1024
-    authenticate: Authenticator | None = None
-    handshake_timeout: float = 10.0
+    """The HTTP side of a listener (the server's configuration has the defaults)."""
+
+    max_message_size: int
+    handshake_timeout: float
     """Seconds from accept to the end of the HTTP handshake."""
-    max_handshakes: int = 512
+    max_handshakes: int
     """Connections in the handshake at once, in all (the listener's fd budget for strangers)."""
-    max_handshakes_per_address: int = 128
+    max_handshakes_per_address: int
     """Connections in the handshake at once from one peer address. A handshake takes about a
     millisecond, so this only binds a burst of connects or peers that stall."""
+    authenticate: Authenticator | None = None
     ready: Callable[[], bool] | None = None
     """Whether ``/readyz`` answers 200 (None: always)."""
     metrics: Callable[[], tuple[bytes, str]] | None = None
