@@ -85,7 +85,14 @@ def test_the_protocol_package_imports_nothing_of_the_server() -> None:
 
 def test_sans_io_cores_import_no_io() -> None:
     mods = modules(SRC, "exec_server")
-    for core in ("exec_server.rpc", "exec_server.sessions", "exec_server.processes.ring"):
+    cores = (
+        "exec_server.rpc",
+        "exec_server.sessions",
+        "exec_server._fsm",
+        "exec_server.exceptions",
+        "exec_server.processes.ring",
+    )
+    for core in cores:
         bad = touches(mods[core], ("asyncio", "websockets", "subprocess", "socket", "os", "select"))
         assert not bad, (core, bad)
 

@@ -43,7 +43,9 @@ from .exceptions import (
 )
 
 __all__ = [
+    "SERVER_DRAINING_MESSAGE",
     "SESSION_TAKEN_OVER_MESSAGE",
+    "UNKNOWN_SESSION_PREFIX",
     "WIRE_ERRORS",
     "WireError",
     "format_os_error",
