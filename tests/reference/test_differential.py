@@ -4,6 +4,7 @@ same messages. Skipped when the reference is not installed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ class Step:
     """Compare error messages too (not just codes)."""
     ignore_values: set[str] = field(default_factory=set)
     """Result keys whose values legitimately differ (ids, paths, versions)."""
+    until_closed: bool = False
+    """A ``process/read``, repeated until it reports ``closed``: how much one long poll
+    returns depends on timing, on both servers."""
 
 
 def shape(value: Any) -> Any:
@@ -59,6 +63,9 @@ async def run(url: str, steps: list[Step]) -> list[dict[str, Any]]:
             await c.notify("initialized", {})
             continue
         resp = await c.request_raw(step.method, step.params)
+        async with asyncio.timeout(30):
+            while step.until_closed and not resp.get("result", {}).get("closed", True):
+                resp = await c.request_raw(step.method, step.params)
         resp.pop("id")
         out.append(resp)
     await c.aclose()
@@ -155,7 +162,7 @@ async def test_process_method_results_and_errors_match(
             "process/start", start_params("n", ["true"], cwd="file://server/x"), same_message=True
         ),
         Step("process/start", {k: v for k, v in start_params("t", ["true"]).items() if k != "tty"}),
-        Step("process/read", {"processId": "a", "waitMs": 3000}),
+        Step("process/read", {"processId": "a", "waitMs": 3000}, until_closed=True),
         Step("process/read", {"processId": "nope"}, same_message=True),
         Step("process/read", {"processId": "a", "afterSeq": -1}),
         Step("process/start", start_params("cat", ["cat"], pipeStdin=True)),
