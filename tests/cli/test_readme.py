@@ -1,5 +1,6 @@
-"""The README's "From a terminal" and "MCP servers on the executor" sections, run as written
-(the executor's URL, the host and the MCP server's script replaced by the test's own)."""
+"""The README's client example and its "From a terminal" and "MCP servers on the executor"
+sections, run as written (the executor's URL, the host and the MCP server's script replaced by
+the test's own)."""
 
 from __future__ import annotations
 
@@ -81,3 +82,11 @@ async def test_the_mcp_section_runs_as_written(server: BackgroundServer) -> None
     async with asyncio.timeout(60):
         out, err = await proc.communicate()
     assert (proc.returncode, out) == (0, b"['double', 'complain']\n"), err.decode()[-3000:]
+
+
+async def test_the_client_example_runs_as_written(server: BackgroundServer, tmp_path: Path) -> None:
+    script = tmp_path / "example.py"
+    script.write_text(block("Using the Python client", "python").replace(EXAMPLE_URL, server.url))
+    code, out, err = await sh(f"{shlex.quote(sys.executable)} {script}", ENV)
+    assert (code, err) == (0, b""), err
+    assert out.decode() == "3 b'hello\\n'\nb'42'\nhello\n\n"
