@@ -210,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: whatever the kernel offers",
     )
     p.add_argument(
+        "--isolation",
+        choices=["host", "external"],
+        default=_DEFAULTS.isolation,
+        help="'external': each executor runs in its own sandboxed container or pod, so a "
+        "sandboxed command this host cannot sandbox (e.g. user namespaces refused by the "
+        "runtime's seccomp profile) runs under that isolation only, instead of being refused; "
+        "logged as a warning at start and reported by environment/info. What the host can "
+        "sandbox still is. Default: %(default)s (never run unsandboxed what asked for a sandbox)",
+    )
+    p.add_argument(
         "--handshake-timeout",
         type=float,
         default=_DEFAULTS.handshake_timeout,
@@ -636,10 +646,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(args.log_level.upper())
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    if args.landlock_max_abi is not None:
+    if args.landlock_max_abi is not None or args.isolation == "external":
         from . import sandbox
 
-        sandbox.configure(landlock_max_abi=args.landlock_max_abi)
+        sandbox.configure(
+            landlock_max_abi=args.landlock_max_abi,
+            external_isolation=args.isolation == "external",
+        )
     config = ServerConfig(
         session_ttl=args.session_ttl,
         retention_bytes=args.retention_bytes,
@@ -662,6 +675,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cgroup_pids_max=args.cgroup_pids_max,
         cgroup_memory_max=args.cgroup_memory_max,
         max_requests_in_flight=args.concurrent_requests,
+        isolation=args.isolation,
     )
     _raise_fd_limit()
     _return_big_buffers_to_the_kernel()
