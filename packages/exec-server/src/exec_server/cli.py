@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
-from .cli_run import version
 from .server import MAX_REQUESTS_IN_FLIGHT, Server, ServerConfig, add_signal_handler
 from .transport import AcceptErrorHandler, TlsCertificate
 from .transport.stdio import serve_stdio
@@ -151,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="From a terminal: exec-server run URL -- CMD ARGS... (also attach, ps; each "
         "with --help).",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("--version", action=_VersionAction)
     p.add_argument(
         "--listen",
         default="ws://127.0.0.1:0",
@@ -312,6 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tls.add_argument("--tls-key", metavar="FILE", help="the PEM private key (unencrypted)")
     return p
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked (importlib.metadata costs
+    several milliseconds of every start otherwise)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from .cli_run import version
+
+        print(f"{parser.prog} {version()}")
+        parser.exit()
 
 
 _QUOTAS = (
