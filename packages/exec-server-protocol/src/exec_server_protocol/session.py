@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from ._base import Params, Result, WireStruct
 from .path_uri import PathUri
@@ -40,6 +41,10 @@ class EnvironmentInfo(Result):
     temporary_directories: list[str]
     temp_dir: str
     capabilities: dict[str, bool]
+    isolation: str | UnsetType = UNSET
+    """[ours] ``"external"`` when the operator isolates the executor from outside
+    (``--isolation external``): sandboxed intents this host cannot enforce run under that
+    isolation only. Absent otherwise."""
 
 
 class InitializeResult(Result):

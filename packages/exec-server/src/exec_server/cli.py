@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
-from .cli_run import version
 from .server import MAX_REQUESTS_IN_FLIGHT, Server, ServerConfig, add_signal_handler
 from .transport import AcceptErrorHandler, TlsCertificate
 from .transport.stdio import serve_stdio
@@ -151,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="From a terminal: exec-server run URL -- CMD ARGS... (also attach, ps; each "
         "with --help).",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("--version", action=_VersionAction)
     p.add_argument(
         "--listen",
         default="ws://127.0.0.1:0",
@@ -208,6 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="use at most Landlock ABI N on top of the namespace sandbox (0: no Landlock). "
         "Default: whatever the kernel offers",
+    )
+    p.add_argument(
+        "--isolation",
+        choices=["host", "external"],
+        default=_DEFAULTS.isolation,
+        help="'external': each executor runs in its own sandboxed container or pod, so a "
+        "sandboxed command this host cannot sandbox (e.g. user namespaces refused by the "
+        "runtime's seccomp profile) runs under that isolation only, instead of being refused; "
+        "logged as a warning at start and reported by environment/info. What the host can "
+        "sandbox still is. Default: %(default)s (never run unsandboxed what asked for a sandbox)",
     )
     p.add_argument(
         "--handshake-timeout",
@@ -302,6 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tls.add_argument("--tls-key", metavar="FILE", help="the PEM private key (unencrypted)")
     return p
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, reading the installed version only when asked (importlib.metadata costs
+    several milliseconds of every start otherwise)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from .cli_run import version
+
+        print(f"{parser.prog} {version()}")
+        parser.exit()
 
 
 _QUOTAS = (
@@ -636,10 +659,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     root.addHandler(handler)
     root.setLevel(args.log_level.upper())
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    if args.landlock_max_abi is not None:
+    if args.landlock_max_abi is not None or args.isolation == "external":
         from . import sandbox
 
-        sandbox.configure(landlock_max_abi=args.landlock_max_abi)
+        sandbox.configure(
+            landlock_max_abi=args.landlock_max_abi,
+            external_isolation=args.isolation == "external",
+        )
     config = ServerConfig(
         session_ttl=args.session_ttl,
         retention_bytes=args.retention_bytes,
@@ -662,6 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cgroup_pids_max=args.cgroup_pids_max,
         cgroup_memory_max=args.cgroup_memory_max,
         max_requests_in_flight=args.concurrent_requests,
+        isolation=args.isolation,
     )
     _raise_fd_limit()
     _return_big_buffers_to_the_kernel()

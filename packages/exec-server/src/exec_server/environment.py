@@ -41,6 +41,7 @@ CAPABILITIES: dict[str, bool] = {
     "treeKill": True,
     "startErrorData": True,
     "processList": True,
+    "externalIsolation": False,  # true with --isolation external (environmentInfo.isolation)
 }
 
 

@@ -29,7 +29,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from exec_server_protocol import (
     SessionId,
@@ -112,6 +112,9 @@ class ServerConfig:
     """``pids.max`` / ``memory.max`` of each command's cgroup (None: unlimited)."""
     max_requests_in_flight: int = MAX_REQUESTS_IN_FLIGHT
     """Requests of one connection waiting in tasks at once (``--concurrent-requests``)."""
+    isolation: Literal["host", "external"] = "host"
+    """``external``: the operator isolates this executor from outside (``--isolation``); the
+    sandbox module must be told too (``sandbox.configure(external_isolation=True)``)."""
 
 
 class ServerSession(Session["ClientConnection"]):
@@ -432,7 +435,15 @@ class Server:
         the server is ready, and the sandbox modules are imported only now)."""
         from . import sandbox
 
-        log.info(sandbox.describe())
+        if self.config.isolation == "external":
+            log.warning(
+                "--isolation external: a sandboxed command or file operation that this host "
+                "cannot sandbox runs under the executor's outside isolation (its container or "
+                "pod) only; what it can sandbox still is. Here: %s",
+                sandbox.describe(),
+            )
+        else:
+            log.info(sandbox.describe())
 
     @property
     def ready(self) -> bool:
@@ -466,6 +477,9 @@ class Server:
     def info(self) -> EnvironmentInfo:
         if self._info is None:
             self._info = environment_info(self.config.capabilities)
+            if self.config.isolation == "external":
+                self._info.isolation = "external"
+                self._info.capabilities["externalIsolation"] = True
         return self._info
 
     def background(self, fut: asyncio.Future[Any]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ._fs import run_fs_sandboxed
 from ._heuristic import DENIAL_KEYWORDS, is_sandbox_denied
-from ._probe import capabilities, configure, describe, layers
+from ._probe import capabilities, configure, describe, external_isolation, layers
 from ._spawn import SandboxPlan, SandboxType, prepare_spawn
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "capabilities",
     "configure",
     "describe",
+    "external_isolation",
     "is_sandbox_denied",
     "layers",
     "prepare_spawn",

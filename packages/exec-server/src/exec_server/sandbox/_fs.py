@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 from exec_server_protocol.sandbox import SandboxIntent
 
 from .._linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
+from ..exceptions import SandboxUnavailable
 from ..fs import _ops
 from . import _kernel, _probe, _spawn
 from ._landlock import build_ruleset
@@ -59,14 +60,20 @@ async def run_fs_sandboxed(intent: SandboxIntent, fn: Callable[..., T], *args: A
 
     Raises:
         InvalidArgument: a malformed intent.
-        SandboxUnavailable: the host cannot enforce the intent's file-system rules.
+        SandboxUnavailable: the host cannot enforce the intent's file-system rules (with
+            external isolation configured, ``fn`` runs unrestricted instead).
         Exception: whatever ``fn`` raises (a denied write: ``PermissionError`` / ``OSError``).
     """
     policy = compile_policy(intent, cwd=os.getcwd(), env=os.environ)
     if policy is None or not policy.restricts_fs:
         return await asyncio.to_thread(fn, *args)
     fs_policy = replace(policy, network_restricted=False)
-    layers = _probe.layers_for(not fs_policy.read_all)
+    try:
+        layers = _probe.layers_for(not fs_policy.read_all)
+    except SandboxUnavailable:
+        if not _probe.external_isolation():
+            raise
+        return await asyncio.to_thread(fn, *args)  # under the outside isolation only
     try:
         if os.geteuid() == 0:
             return await _in_thread(fs_policy, fn, args)

@@ -20,15 +20,34 @@ from ..processes.spawn_helper import HELPER_ARCH
 from . import _kernel
 from ._seccomp import build_filter
 
-__all__ = ["Layers", "capabilities", "configure", "describe", "layers", "layers_for"]
+__all__ = [
+    "Layers",
+    "capabilities",
+    "configure",
+    "describe",
+    "external_isolation",
+    "layers",
+    "layers_for",
+]
 
-_settings = {"landlock_max_abi": 99}
+_settings = {"landlock_max_abi": 99, "external_isolation": 0}
 
 
-def configure(*, landlock_max_abi: int | None = None) -> None:
-    """Operator settings, applied before the first probe (the server's CLI calls this)."""
+def configure(
+    *, landlock_max_abi: int | None = None, external_isolation: bool | None = None
+) -> None:
+    """Operator settings, applied before the first probe (the server's CLI calls this).
+
+    Args:
+        landlock_max_abi: use at most this Landlock ABI.
+        external_isolation: the operator isolates each executor from outside (a sandboxed
+            pod, ``--isolation external``): an intent this host cannot enforce runs under that
+            isolation only instead of being refused. What the host can enforce still is.
+    """
     if landlock_max_abi is not None:
         _settings["landlock_max_abi"] = landlock_max_abi
+    if external_isolation is not None:
+        _settings["external_isolation"] = int(external_isolation)
     layers.cache_clear()
     capabilities.cache_clear()
 
@@ -113,6 +132,11 @@ def layers() -> Layers:
     )  # fmt: skip
 
 
+def external_isolation() -> bool:
+    """Whether the operator said each executor is isolated from outside (see ``configure``)."""
+    return bool(_settings["external_isolation"])
+
+
 def layers_for(restricts_reads: bool) -> Layers:
     """The layers, when they can enforce a policy (reads restricted to some paths or not).
 
@@ -130,11 +154,16 @@ def layers_for(restricts_reads: bool) -> Layers:
     return found
 
 
+_EXTERNAL_NOTE = (
+    "; --isolation external: such commands run under the executor's outside isolation only"
+)
+
+
 def describe() -> str:
     """One line for the log at start: the layers a sandboxed command gets here."""
     found = layers()
     if found.problem is not None:
-        return found.problem
+        return found.problem + _EXTERNAL_NOTE * external_isolation()
     parts = [
         ("user, " if found.userns else "") + "mount and PID namespaces",
         "own /proc" if found.own_proc else "the host's /proc (read-only)",

@@ -103,7 +103,9 @@ def prepare_spawn(
     Raises:
         InvalidArgument: a malformed intent.
         SandboxUnavailable: the host cannot enforce the intent (the message says what is
-            missing); the command must not run.
+            missing); the command must not run. Not raised for a host that cannot sandbox at
+            all when the operator configured external isolation: the plan is unsandboxed
+            (``sandbox_type`` "none").
         OSError: the program cannot be found or run.
     """
     child_argv = [arg0, *argv[1:]] if arg0 is not None else list(argv)
@@ -114,7 +116,14 @@ def prepare_spawn(
         # linuxSeccomp; only a missing one reports none.
         sandbox_type: SandboxType = "none" if intent is None else "linuxSeccomp"
         return SandboxPlan(child_argv, executable, env, (), sandbox_type)
-    layers = _probe.layers_for(not policy.read_all)
+    try:
+        layers = _probe.layers_for(not policy.read_all)
+    except SandboxUnavailable:
+        if not _probe.external_isolation():
+            raise
+        # The operator isolates this executor from outside (--isolation external, logged as a
+        # warning at start and reported by environment/info): the command runs under that only.
+        return SandboxPlan(child_argv, executable, env, (), "none")
     target = resolve_executable(argv[0], cwd=cwd)
     setup = Setup(policy, layers)
     try:
