@@ -78,7 +78,8 @@ async def main():
             out[name] = "ok" if name != "walk" else [
                 [e.path, e.message] for e in result.errors]
         except ExecServerError as exc:
-            out[name] = list(wire_error(exc))
+            known = wire_error(exc)
+            out[name] = [known.code, known.message]
     await fs.aclose()
     print(json.dumps(out))
 
