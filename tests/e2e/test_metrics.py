@@ -103,6 +103,16 @@ async def test_metrics_count_connections_requests_processes_sessions_limits_and_
         poll = {"processId": "waiter", "afterSeq": 0, "waitMs": 20_000}
         polls = [await c.send_request("process/read", poll) for _ in range(128)]
         info = await c.send_request("environment/info")
+
+        # Released only once the server holds all 128: a poll it read after the release would
+        # be answered at once, and the cap never reached.
+        async def cap_reached() -> bool:
+            found = await samples(s.url)
+            return value(found, "exec_server_limits_hit_total", limit="requests_in_flight") >= 1
+
+        async with asyncio.timeout(30):
+            while not await cap_reached():  # noqa: ASYNC110 - server state seen via /metrics
+                await asyncio.sleep(0.01)
         go.touch()
         async with asyncio.timeout(30):
             answers = await asyncio.gather(*polls, info)
