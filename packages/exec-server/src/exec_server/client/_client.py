@@ -23,7 +23,19 @@ from typing import Any, TypeVar
 
 import msgspec
 import pybase64
-from exec_server_protocol import METHODS, ErrorCode, ErrorObject, PathUri, format_path_uri
+from exec_server_protocol import (
+    INITIALIZED,
+    METHODS,
+    ErrorCode,
+    PathUri,
+    ServerMessage,
+    decode_json,
+    decode_notification,
+    decode_result,
+    decode_server_message,
+    encode_json,
+    format_path_uri,
+)
 from exec_server_protocol.process import (
     EnvPolicy,
     ProcessClosedNotification,
@@ -37,7 +49,7 @@ from exec_server_protocol.process import (
 )
 from exec_server_protocol.sandbox import SandboxIntent
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
-from msgspec import UNSET, UnsetType
+from msgspec import UnsetType
 
 from ..exceptions import ConnectionLost, RemoteError, SandboxDenied, SessionLost
 from ._backoff import Backoff
@@ -55,39 +67,10 @@ T = TypeVar("T")
 
 TAKEOVER_CLOSE_CODE = 4000
 TAKEOVER_MESSAGE = "session has been resumed by another connection"
-_INITIALIZED = b'{"method":"initialized","params":{}}'
 
 SandboxDeniedHandler = Callable[[Process, SandboxDenied], Awaitable[int]]
 """Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
 returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""
-
-
-class _Incoming(msgspec.Struct):
-    id: int | str | UnsetType | None = UNSET
-    method: str | UnsetType = UNSET
-    params: msgspec.Raw = msgspec.Raw(b"")
-    result: msgspec.Raw = msgspec.Raw(b"")
-    error: ErrorObject | UnsetType = UNSET
-
-
-_incoming = msgspec.json.Decoder(_Incoming)
-
-
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, str):  # str subclasses such as PathUri
-        return str(obj)
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
-_encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode
-_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
-
-
-def _decode(raw: bytes | msgspec.Raw, typ: type[T]) -> T:
-    decoder = _decoders.get(typ)
-    if decoder is None:
-        decoder = _decoders[typ] = msgspec.json.Decoder(typ)
-    return decoder.decode(raw)  # type: ignore[no-any-return]  # Decoder[Any] from the cache
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -187,7 +170,7 @@ class Client:
             raise ConnectionLost(f"cannot connect to {self.url}: {_describe(exc)}") from exc
         self._generation += 1
         self._conn = conn
-        params = _encode(
+        params = encode_json(
             InitializeParams(client_name=self.client_name, resume_session_id=resume_session_id)
         )
         call = self._submit("initialize", params, retry=False)
@@ -201,12 +184,12 @@ class Client:
         except BaseException:
             conn.abort()
             raise
-        result = _decode(raw, InitializeResult)
+        result = decode_result(raw, InitializeResult)
         self.session_id = result.session_id
         self.environment_info = result.environment_info
         self._ready = True
         with contextlib.suppress(ConnectionError):
-            conn.send(_INITIALIZED)
+            conn.send(INITIALIZED)
 
     # ------------------------------------------------------------------ requests
 
@@ -250,10 +233,10 @@ class Client:
         retry: bool = True,
         extra_timeout: float = 0.0,
     ) -> T:
-        call = self._submit(method, _encode(params), retry=retry)
+        call = self._submit(method, encode_json(params), retry=retry)
         timeout = None if self.request_timeout is None else self.request_timeout + extra_timeout
         raw = await self._wait(call, timeout)
-        return _decode(raw, result_type)
+        return decode_result(raw, result_type)
 
     async def call(
         self,
@@ -281,13 +264,13 @@ class Client:
             ConnectionLost, SessionLost: the connection could not be recovered.
             TimeoutError: no response in time.
         """
-        call = self._submit(method, _encode(params), retry=idempotent)
+        call = self._submit(method, encode_json(params), retry=idempotent)
         limit = self.request_timeout if response_timeout is None else response_timeout
         raw = await self._wait(call, limit)
         spec = METHODS.get(method)
         if spec is None:
-            return msgspec.json.decode(raw)
-        return _decode(raw, spec.result)
+            return decode_json(raw)
+        return decode_result(raw, spec.result)
 
     async def read(
         self,
@@ -365,7 +348,7 @@ class Client:
         # Registered first: its notifications may race the response (the reference's do).
         proc = Process(self, process_id)
         self._processes[process_id] = proc
-        call = self._submit("process/start", _encode(params), retry=True)
+        call = self._submit("process/start", encode_json(params), retry=True)
         try:
             raw = await self._wait(call, self.request_timeout)
         except RemoteError as exc:
@@ -379,7 +362,7 @@ class Client:
         except BaseException:
             self._forget(proc)
             raise
-        proc.sandbox_type = _decode(raw, StartResult).sandbox_type
+        proc.sandbox_type = decode_result(raw, StartResult).sandbox_type
         return proc
 
     def attach(self, process_id: str, *, after_seq: int = 0) -> Process:
@@ -403,7 +386,7 @@ class Client:
         if conn is not self._conn:
             return
         try:
-            msg = _incoming.decode(data)
+            msg = decode_server_message(data)
         except msgspec.DecodeError:
             log.warning("undecodable message from the server: %.200r", data)
             return
@@ -434,12 +417,12 @@ class Client:
     def _on_notification(self, method: str, params: msgspec.Raw) -> None:
         try:
             if method == "process/output":
-                out = _decode(params, ProcessOutputNotification)
+                out = decode_notification(params, ProcessOutputNotification)
                 proc = self._processes.get(out.process_id)
                 if proc is not None:
                     proc._push(OutputEvent(out.seq, out.stream, pybase64.b64decode(out.chunk)))
             elif method == "process/exited":
-                ex = _decode(params, ProcessExitedNotification)
+                ex = decode_notification(params, ProcessExitedNotification)
                 proc = self._processes.get(ex.process_id)
                 if proc is not None:
                     proc._push(
@@ -448,12 +431,12 @@ class Client:
                         )
                     )
             elif method == "process/closed":
-                cl = _decode(params, ProcessClosedNotification)
+                cl = decode_notification(params, ProcessClosedNotification)
                 proc = self._processes.get(cl.process_id)
                 if proc is not None:
                     proc._push(ClosedEvent(cl.seq))
             elif self.on_notification is not None:
-                self.on_notification(method, msgspec.json.decode(params) if params else None)
+                self.on_notification(method, decode_json(params) if params else None)
         except (msgspec.DecodeError, ValueError) as exc:
             log.warning("bad %s notification from the server: %s", method, exc)
 
@@ -528,7 +511,7 @@ class Client:
                 return
             self._generation += 1
             self._conn = conn
-            params = _encode(
+            params = encode_json(
                 InitializeParams(client_name=self.client_name, resume_session_id=self.session_id)
             )
             fut: asyncio.Future[msgspec.Raw] = loop.create_future()
@@ -536,7 +519,7 @@ class Client:
             self._init_call = init
             # One pipelined batch: the server handles them in order, and if the resume
             # fails the client gives up before it looks at any later answer.
-            frames = [self._calls.send(init, self._generation), _INITIALIZED]
+            frames = [self._calls.send(init, self._generation), INITIALIZED]
             frames += self._calls.flush(self._generation)
             with contextlib.suppress(ConnectionError):
                 conn.send_many(frames)
@@ -553,7 +536,7 @@ class Client:
                 continue
             return
 
-    def _on_resume_answer(self, msg: _Incoming) -> None:
+    def _on_resume_answer(self, msg: ServerMessage) -> None:
         """The answer to a resuming ``initialize``; handled before any later frame."""
         self._init_call = None
         if not isinstance(msg.error, UnsetType):

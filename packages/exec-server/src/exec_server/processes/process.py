@@ -4,8 +4,8 @@ Lifecycle, in seq order: output chunks (``process/output``), then ``process/exit
 exit status is known *and* what the process's own pipes already hold has been read, then
 ``process/closed`` once every output stream reached EOF. Readers are plain ``add_reader``
 callbacks on non-blocking fds and the exit is watched through a pidfd, so nothing here needs a
-task per process. Output frames are built directly as bytes (orjson/pybase64 are the fast
-path); everything else uses the protocol structs.
+task per process. Output frames take the protocol's fast path (``output_frame``: a prefix
+built once per process around the pybase64 chunk); everything else uses the protocol structs.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import orjson
 import pybase64
-from exec_server_protocol import encode_notification
+from exec_server_protocol import encode_notification, output_frame, output_prefix
 from exec_server_protocol.process import (
     OutputChunk,
     ProcessClosedNotification,
@@ -63,9 +62,6 @@ PIPE_SIZE = 1 << 20
 _READ_BUFFER = bytearray(READ_SIZE)
 _READ_VIEW = memoryview(_READ_BUFFER)
 _READ_BUFFERS = [_READ_BUFFER]
-_STREAM_PARTS = {
-    name: b',"stream":"' + name.encode() + b'","chunk":"' for name in ("stdout", "stderr", "pty")
-}
 F_SETPIPE_SZ = 1031
 PTY_EOF_GRACE_S = 0.25
 """How long an exited tty process's pty may take to report EOF before `exited` is recorded
@@ -235,11 +231,7 @@ class ManagedProcess:
         self._on_retained = on_retained
         self._denial_check = denial_check
         self._session_id = session_id
-        self._prefix = (
-            b'{"method":"process/output","params":{"processId":'
-            + orjson.dumps(process_id)
-            + b',"seq":'
-        )
+        self._prefix = output_prefix(process_id)
         self.pid = 0
         self.tty = False
         self._popen: subprocess.Popen[bytes] | None = None
@@ -390,7 +382,7 @@ class ManagedProcess:
         seq = self.ring.append_encoded(stream, b64, size)
         if self._on_retained is not None:
             self._on_retained(self, self.ring.size - before)
-        self._emit(self._prefix, str(seq).encode(), _STREAM_PARTS[stream], b64, b'"}}')
+        self._emit(*output_frame(self._prefix, seq, stream, b64))
         self._wake()
 
     def _on_eof(self, fd: int) -> None:
