@@ -1,5 +1,5 @@
-"""The shared codec: the ``process/output`` fast path against the typed encoder, and requests
-encoded by a client."""
+"""The shared codec: the ``process/output`` fast path against the typed encoder, requests
+encoded by a client, and the error texts both sides use."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import pybase64
 import pytest
 from exec_server_protocol import (
     INITIALIZED,
+    CloseCode,
+    ErrorCode,
     IncomingNotification,
     IncomingRequest,
     decode_message,
     encode_notification,
     encode_request,
+    errors,
     output_frame,
     output_prefix,
 )
@@ -78,3 +81,27 @@ def test_the_initialized_notification_is_what_clients_sent_before() -> None:
     assert INITIALIZED == b'{"method":"initialized","params":{}}'
     msg = decode_message(INITIALIZED)
     assert isinstance(msg, IncomingNotification) and msg.method == "initialized"
+
+
+def test_the_error_texts_are_the_references_and_clients_recognise_them() -> None:
+    # The reference's words (docs/reference-notes.md): a client recognises either server.
+    assert errors.unknown_session("s-1") == "unknown session id s-1"
+    assert errors.unknown_process("p") == "unknown process id p"
+    assert errors.process_exists("p") == "process p already exists"
+    invalid = ErrorCode.INVALID_REQUEST
+    assert errors.is_unknown_session(invalid, errors.unknown_session("s-1"))
+    assert errors.is_unknown_process(invalid, errors.unknown_process("p"))
+    assert errors.is_process_exists(invalid, errors.process_exists("p"), "p")
+    assert errors.is_session_taken_over(errors.SESSION_TAKEN_OVER)
+
+
+def test_error_texts_are_not_recognised_under_another_code_or_process() -> None:
+    assert not errors.is_unknown_session(ErrorCode.INTERNAL_ERROR, errors.unknown_session("s"))
+    assert not errors.is_unknown_process(ErrorCode.INVALID_PARAMS, errors.unknown_process("p"))
+    assert not errors.is_process_exists(ErrorCode.INVALID_REQUEST, errors.process_exists("p"), "q")
+    assert not errors.is_session_taken_over("unknown session id s")
+
+
+def test_the_takeover_close_code_is_4000() -> None:
+    assert CloseCode.SESSION_TAKEN_OVER == 4000
+    assert errors.SESSION_TAKEN_OVER_REASON == "session resumed by another connection"

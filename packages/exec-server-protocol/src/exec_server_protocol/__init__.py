@@ -7,7 +7,7 @@ package depends on ``msgspec`` only.
 
 from . import errors, fs, process, sandbox, session, to_client, to_server
 from ._base import EmptyParams, EmptyResult, Params, Result, WireStruct
-from .errors import ErrorCode
+from .errors import CloseCode, ErrorCode
 from .ids import HandleId, ProcessId, RequestId, Seq, SessionId, WriteId
 from .jsonrpc import (
     MAX_JSON_DEPTH,
@@ -53,6 +53,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "METHODS",
     "NOTIFICATIONS",
+    "CloseCode",
     "EmptyParams",
     "EmptyResult",
     "ErrorCode",

@@ -33,7 +33,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pybase64
-from exec_server_protocol import EmptyResult, ErrorCode, encode_notification, encode_result
+from exec_server_protocol import (
+    CloseCode,
+    EmptyResult,
+    ErrorCode,
+    encode_notification,
+    encode_result,
+)
+from exec_server_protocol.errors import (
+    SESSION_TAKEN_OVER,
+    SESSION_TAKEN_OVER_REASON,
+    unknown_session,
+)
 from exec_server_protocol.fs import ReadDirectoryResult, ReadFileResult, WalkResult
 from exec_server_protocol.process import (
     ReadParams,
@@ -78,9 +89,6 @@ two or three times over (read, base64, JSON) until its reply is queued; with one
 peer that never reads costs one reply in the send buffer and one in progress (an 8 MiB file:
 about 50 MiB). Other connections are not held up by it."""
 BIG_REPLY_METHODS = frozenset({"fs/readFile", "fs/readDirectory", "fs/walk"})
-
-TAKEOVER_CLOSE_CODE = 4000
-TAKEOVER_REASON = "session resumed by another connection"
 
 
 @dataclass
@@ -299,7 +307,7 @@ class ClientConnection:
 
     def require_session(self) -> SessionRuntime:
         if self._taken_over.done():
-            raise invalid_request("session has been resumed by another connection")
+            raise invalid_request(SESSION_TAKEN_OVER)
         session = self.session
         assert session is not None  # the handshake check guarantees it
         return session
@@ -313,7 +321,7 @@ class ClientConnection:
         async def close_after_replies() -> None:
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-            self.sink.close(TAKEOVER_CLOSE_CODE, TAKEOVER_REASON)
+            self.sink.close(int(CloseCode.SESSION_TAKEN_OVER), SESSION_TAKEN_OVER_REASON)
 
         task = asyncio.ensure_future(close_after_replies())
         self.server.background(task)
@@ -548,13 +556,13 @@ class Server:
                     "session resume refused: created by another principal",
                     extra={"session_id": p.resume_session_id, "principal": conn.principal},
                 )
-                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
+                raise invalid_request(unknown_session(p.resume_session_id)) from None
             except UnknownSession:
                 stale = self.runtimes.pop(p.resume_session_id, None)
                 if stale is not None:  # the registry expired it just now (deadline passed)
                     self.background(asyncio.ensure_future(stale.aclose()))
                 self._schedule_expiry()
-                raise invalid_request(f"unknown session id {p.resume_session_id}") from None
+                raise invalid_request(unknown_session(p.resume_session_id)) from None
             runtime = self.runtimes[record.id]
             if previous is not None and previous is not conn:
                 log.info("session taken over", extra={"session_id": record.id})

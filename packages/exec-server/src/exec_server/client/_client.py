@@ -26,6 +26,7 @@ import pybase64
 from exec_server_protocol import (
     INITIALIZED,
     METHODS,
+    CloseCode,
     ErrorCode,
     PathUri,
     ServerMessage,
@@ -35,6 +36,11 @@ from exec_server_protocol import (
     decode_server_message,
     encode_json,
     format_path_uri,
+)
+from exec_server_protocol.errors import (
+    is_process_exists,
+    is_session_taken_over,
+    is_unknown_session,
 )
 from exec_server_protocol.process import (
     EnvPolicy,
@@ -65,8 +71,6 @@ log = logging.getLogger("exec_server.client")
 
 T = TypeVar("T")
 
-TAKEOVER_CLOSE_CODE = 4000
-TAKEOVER_MESSAGE = "session has been resumed by another connection"
 
 SandboxDeniedHandler = Callable[[Process, SandboxDenied], Awaitable[int]]
 """Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
@@ -352,9 +356,8 @@ class Client:
         try:
             raw = await self._wait(call, self.request_timeout)
         except RemoteError as exc:
-            already = f"process {process_id} already exists"
-            retried = call.attempts > 1 and exc.code == ErrorCode.INVALID_REQUEST
-            if retried and exc.message == already:
+            retried = call.attempts > 1
+            if retried and is_process_exists(exc.code, exc.message, process_id):
                 # Our first attempt reached the server; its response was lost in a drop.
                 return proc
             self._forget(proc)
@@ -406,7 +409,7 @@ class Client:
             return
         if isinstance(msg.error, UnsetType):
             fut.set_result(msg.result)
-        elif msg.error.message == TAKEOVER_MESSAGE:
+        elif is_session_taken_over(msg.error.message):
             # Another connection resumed our session; the close (4000) follows.
             self._give_up(_taken_over(self.session_id, msg.error.message))
             if not fut.done():
@@ -464,7 +467,7 @@ class Client:
                 _retrieve(init.waiter)
         if not self._ready or self.state in (ClientState.FAILED, ClientState.CLOSED):
             return
-        if conn.close_code == TAKEOVER_CLOSE_CODE:
+        if conn.close_code == CloseCode.SESSION_TAKEN_OVER:
             self._give_up(_taken_over(self.session_id, why))
             return
         if self.state is ClientState.CONNECTED:
@@ -541,7 +544,7 @@ class Client:
         self._init_call = None
         if not isinstance(msg.error, UnsetType):
             err = msg.error
-            if err.code == ErrorCode.INVALID_REQUEST and "unknown session" in err.message:
+            if is_unknown_session(err.code, err.message):
                 self._give_up(
                     SessionLost(
                         f"session {self.session_id} is gone (expired or unknown to the "

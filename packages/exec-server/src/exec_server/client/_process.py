@@ -18,7 +18,8 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import pybase64
-from exec_server_protocol import EmptyResult, ErrorCode
+from exec_server_protocol import EmptyResult
+from exec_server_protocol.errors import is_unknown_process
 from exec_server_protocol.process import (
     ReadParams,
     ReadResult,
@@ -192,7 +193,7 @@ class Process:
         except ConnectionLost:
             return
         except RemoteError as exc:
-            if exc.code == ErrorCode.INVALID_REQUEST and "unknown process" in exc.message:
+            if is_unknown_process(exc.code, exc.message):
                 exc = RemoteError(
                     exc.code,
                     f"process {self.process_id} is gone from the server (its retention "

@@ -18,6 +18,7 @@ import signal
 from collections.abc import Callable
 
 from exec_server_protocol import ErrorCode, InvalidPathUriError, NonLocalHostError, parse_path_uri
+from exec_server_protocol.errors import SESSION_TAKEN_OVER, process_exists, unknown_process
 from exec_server_protocol.process import ReadResult, StartParams, StartResult
 
 from ..exceptions import (
@@ -132,7 +133,7 @@ class ProcessTable:
     def require(self, process_id: str) -> ManagedProcess:
         proc = self._procs.get(process_id)
         if proc is None:
-            raise invalid_request(f"unknown process id {process_id}")
+            raise invalid_request(unknown_process(process_id))
         return proc
 
     def start(self, p: StartParams) -> StartResult:
@@ -163,7 +164,7 @@ class ProcessTable:
         except InvalidPathUriError as exc:
             raise invalid_params(str(exc)) from exc
         if p.process_id in self._procs:
-            raise invalid_request(f"process {p.process_id} already exists")
+            raise invalid_request(process_exists(p.process_id))
         self._check_quotas()
         env = build_env(p.env, p.env_policy)
         argv = list(p.argv)
@@ -347,7 +348,7 @@ class ProcessTable:
                 waiters.add(interrupted)
             await asyncio.wait(waiters, timeout=wait_ms / 1000, return_when="FIRST_COMPLETED")
             if interrupted is not None and interrupted.done():
-                raise invalid_request("session has been resumed by another connection")
+                raise invalid_request(SESSION_TAKEN_OVER)
             proc = self._procs.get(process_id, proc)
         return self.snapshot(proc, after, max_bytes)
 
