@@ -23,9 +23,9 @@ from ..exceptions import (
 )
 from ._approval import Approve, CompletedRun, run_with_approval
 from ._backoff import Backoff
-from ._client import Client, SandboxDeniedHandler, connect
+from ._client import Client, connect
 from ._events import Event, ExitEvent, OutputEvent
-from ._process import Process
+from ._process import Process, SandboxDeniedHandler
 from ._state import ClientState
 from .sync import SyncClient
 

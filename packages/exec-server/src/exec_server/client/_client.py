@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Callable, Generator
 from ssl import SSLContext
 from typing import Any, TypeVar
 
@@ -57,11 +57,13 @@ from exec_server_protocol.sandbox import SandboxIntent
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
 from msgspec import UnsetType
 
-from ..exceptions import ConnectionLost, RemoteError, SandboxDenied, SessionLost
+from ..exceptions import ConnectionLost, RemoteError, SessionLost
 from ._backoff import Backoff
 from ._calls import Call, CallTable
 from ._events import ClosedEvent, ExitEvent, OutputEvent
-from ._process import Process
+from ._feed import EventFeed
+from ._host import ProcessHost
+from ._process import Process, SandboxDeniedHandler
 from ._state import ClientEvent, ClientState, transition
 from ._transport import HandshakeRejected, WsConnection, open_connection
 
@@ -70,11 +72,6 @@ __all__ = ["Client", "SandboxDeniedHandler", "connect"]
 log = logging.getLogger("exec_server.client")
 
 T = TypeVar("T")
-
-
-SandboxDeniedHandler = Callable[[Process, SandboxDenied], Awaitable[int]]
-"""Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
-returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -132,7 +129,9 @@ class Client:
         self._generation = 0
         self._calls: CallTable[asyncio.Future[msgspec.Raw]] = CallTable()
         self._init_call: Call[asyncio.Future[msgspec.Raw]] | None = None
-        self._processes: dict[str, Process] = {}
+        self._feeds: dict[str, EventFeed] = {}
+        """The event feed of each process with events still to come, by process id."""
+        self._host: ProcessHost = _Host(self)
         self._recovery: asyncio.Task[None] | None = None
         self._ids = secrets.token_hex(4)
         self._counter = 0
@@ -335,7 +334,7 @@ class Client:
         if process_id is None:
             self._counter += 1
             process_id = f"p-{self._ids}-{self._counter}"
-        if process_id in self._processes:
+        if process_id in self._feeds:
             raise ValueError(f"process {process_id} is already known to this client")
         params = StartParams(
             process_id=process_id,
@@ -350,8 +349,9 @@ class Client:
             pty_size=PtySize(rows=pty_size[0], cols=pty_size[1]) if pty_size else None,
         )
         # Registered first: its notifications may race the response (the reference's do).
-        proc = Process(self, process_id)
-        self._processes[process_id] = proc
+        feed = EventFeed(self._host, process_id)
+        proc = Process(self._host, feed)
+        self._feeds[process_id] = feed
         call = self._submit("process/start", encode_json(params), retry=True)
         try:
             raw = await self._wait(call, self.request_timeout)
@@ -360,10 +360,10 @@ class Client:
             if retried and is_process_exists(exc.code, exc.message, process_id):
                 # Our first attempt reached the server; its response was lost in a drop.
                 return proc
-            self._forget(proc)
+            self._forget(process_id, feed)
             raise
         except BaseException:
-            self._forget(proc)
+            self._forget(process_id, feed)
             raise
         proc.sandbox_type = decode_result(raw, StartResult).sandbox_type
         return proc
@@ -371,17 +371,17 @@ class Client:
     def attach(self, process_id: str, *, after_seq: int = 0) -> Process:
         """A handle for a process started earlier in this session (e.g. by a client that ran
         before this one resumed the session); its events after ``after_seq`` are fetched."""
-        if process_id in self._processes:
+        if process_id in self._feeds:
             raise ValueError(f"process {process_id} is already known to this client")
         self._check_usable()
-        proc = Process(self, process_id, after_seq=after_seq)
-        self._processes[process_id] = proc
-        proc._ensure_catch_up()
-        return proc
+        feed = EventFeed(self._host, process_id, after_seq=after_seq)
+        self._feeds[process_id] = feed
+        feed.ensure_catch_up()
+        return Process(self._host, feed)
 
-    def _forget(self, proc: Process) -> None:
-        if self._processes.get(proc.process_id) is proc:
-            del self._processes[proc.process_id]
+    def _forget(self, process_id: str, feed: object) -> None:
+        if self._feeds.get(process_id) is feed:
+            del self._feeds[process_id]
 
     # ------------------------------------------------------------------ inbound
 
@@ -421,23 +421,23 @@ class Client:
         try:
             if method == "process/output":
                 out = decode_notification(params, ProcessOutputNotification)
-                proc = self._processes.get(out.process_id)
-                if proc is not None:
-                    proc._push(OutputEvent(out.seq, out.stream, pybase64.b64decode(out.chunk)))
+                feed = self._feeds.get(out.process_id)
+                if feed is not None:
+                    feed.push(OutputEvent(out.seq, out.stream, pybase64.b64decode(out.chunk)))
             elif method == "process/exited":
                 ex = decode_notification(params, ProcessExitedNotification)
-                proc = self._processes.get(ex.process_id)
-                if proc is not None:
-                    proc._push(
+                feed = self._feeds.get(ex.process_id)
+                if feed is not None:
+                    feed.push(
                         ExitEvent(
                             ex.seq, ex.exit_code, ex.sandbox_denied, ex.signal, ex.resource_usage
                         )
                     )
             elif method == "process/closed":
                 cl = decode_notification(params, ProcessClosedNotification)
-                proc = self._processes.get(cl.process_id)
-                if proc is not None:
-                    proc._push(ClosedEvent(cl.seq))
+                feed = self._feeds.get(cl.process_id)
+                if feed is not None:
+                    feed.push(ClosedEvent(cl.seq))
             elif self.on_notification is not None:
                 self.on_notification(method, decode_json(params) if params else None)
         except (msgspec.DecodeError, ValueError) as exc:
@@ -473,8 +473,8 @@ class Client:
         if self.state is ClientState.CONNECTED:
             log.info("connection to %s lost (%s): recovering", self.url, why)
             self.state = transition(self.state, ClientEvent.DROP)
-            for proc in list(self._processes.values()):
-                proc._ensure_catch_up()
+            for feed in list(self._feeds.values()):
+                feed.ensure_catch_up()
             self._recovery = asyncio.ensure_future(self._recover(why))
 
     async def _recover(self, why: str) -> None:
@@ -580,8 +580,8 @@ class Client:
                 call.waiter.set_exception(exc)
                 if call.method == "initialize":
                     _retrieve(call.waiter)
-        for proc in list(self._processes.values()):
-            proc._fail(exc)
+        for feed in list(self._feeds.values()):
+            feed.fail(exc)
         for waiter in self._resumed_waiters:
             if not waiter.done():
                 waiter.set_exception(exc)
@@ -625,13 +625,42 @@ class Client:
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery
-        for proc in self._processes.values():
-            proc._cancel_catch_up()
+        for feed in self._feeds.values():
+            feed.cancel_catch_up()
         if conn is not None:
             conn.close(1000, "client closed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await conn.lost
+
+
+class _Host:
+    """The :class:`ProcessHost` a client's processes see (the client's request machinery)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @property
+    def read_page_bytes(self) -> int:
+        return self._client.read_page_bytes
+
+    @property
+    def failure(self) -> ConnectionLost | None:
+        return self._client.failure
+
+    @property
+    def sandbox_denied_handler(self) -> SandboxDeniedHandler | None:
+        return self._client.sandbox_denied_handler
+
+    async def request(
+        self, method: str, params: Any, result_type: type[T], *, retry: bool = True
+    ) -> T:
+        return await self._client._request(method, params, result_type, retry=retry)
+
+    def release(self, process_id: str, feed: object) -> None:
+        self._client._forget(process_id, feed)
 
 
 def _taken_over(session_id: str, why: str) -> SessionLost:

@@ -2,27 +2,22 @@
 
 Events (:class:`OutputEvent`, then :class:`ExitEvent`, possibly more output from background
 children) are delivered exactly once and in seq order; iteration ends after the server's
-``process/closed``. They come from pushed notifications; a ``process/read`` fills any gap
-(after a reconnect, or if a push is missing). Delivered events are buffered until iterated.
+``process/closed``. They come from the process's :class:`~._feed.EventFeed`, which the client
+fills. Requests go through the :class:`~._host.ProcessHost` the client implements.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import secrets
 import signal as _signal
-from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 import pybase64
 from exec_server_protocol import EmptyResult
-from exec_server_protocol.errors import is_unknown_process
 from exec_server_protocol.process import (
-    ReadParams,
-    ReadResult,
     ResizeParams,
     SignalName,
     SignalParams,
@@ -32,26 +27,14 @@ from exec_server_protocol.process import (
     WriteResult,
 )
 
-from ..exceptions import (
-    ConnectionLost,
-    ExecServerError,
-    OutputLost,
-    RemoteError,
-    SandboxDenied,
-    StdinClosed,
-)
-from ._events import ClosedEvent, Event, ExitEvent, LostMarker, OutputEvent
-from ._reassembly import Released, SeqReassembler
+from ..exceptions import OutputLost, SandboxDenied, StdinClosed
+from ._events import Event, ExitEvent, OutputEvent
+from ._feed import TAIL_BYTES, EventFeed
+from ._host import ProcessHost
 
-if TYPE_CHECKING:
-    from ._client import Client
-
-__all__ = ["Process"]
+__all__ = ["TAIL_BYTES", "Process", "SandboxDeniedHandler"]
 
 log = logging.getLogger("exec_server.client")
-
-TAIL_BYTES = 4096
-"""Output kept for :class:`SandboxDenied`'s ``output_tail``."""
 
 _SIGNALS: dict[int, SignalName] = {
     _signal.SIGINT: "interrupt",
@@ -63,7 +46,6 @@ _SIGNALS: dict[int, SignalName] = {
     _signal.SIGUSR2: "user2",
 }
 _STARTING_RETRIES = 50
-MIN_READ_PAGE = 1024
 
 
 class Process:
@@ -77,20 +59,11 @@ class Process:
         exit: the exit event, once delivered.
     """
 
-    def __init__(self, client: Client, process_id: str, *, after_seq: int = 0) -> None:
-        self._client = client
-        self.process_id = process_id
+    def __init__(self, host: ProcessHost, feed: EventFeed) -> None:
+        self._host = host
+        self._feed = feed
+        self.process_id = feed.process_id
         self.sandbox_type: str | None = None
-        self.returncode: int | None = None
-        self.exit: ExitEvent | None = None
-        self._reasm = SeqReassembler()
-        self._reasm.delivered = after_seq
-        self._events: deque[OutputEvent | ExitEvent | ClosedEvent | LostMarker] = deque()
-        self._ended = False
-        self._failure: ExecServerError | None = None
-        self._waiters: list[asyncio.Future[None]] = []
-        self._catch_up: asyncio.Task[None] | None = None
-        self._tail = bytearray()
         self._write_prefix = secrets.token_hex(4)
         self._write_ids = itertools.count(1)
 
@@ -98,112 +71,24 @@ class Process:
         return f"<Process {self.process_id} returncode={self.returncode}>"
 
     @property
+    def exit(self) -> ExitEvent | None:
+        return self._feed.exit
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._feed.exit is None else self._feed.exit.exit_code
+
+    @property
     def closed(self) -> bool:
         """Whether the server's last event (``process/closed``) was delivered."""
-        return self._reasm.closed
+        return self._feed.closed
 
     @property
     def last_seq(self) -> int:
         """The highest seq delivered (pass it to ``attach(after_seq=...)`` to continue)."""
-        return self._reasm.delivered
+        return self._feed.last_seq
 
-    # ------------------------------------------------------------------ events in
-
-    def _push(self, event: OutputEvent | ExitEvent | ClosedEvent) -> None:
-        self._deliver(self._reasm.push(event))
-        if self._reasm.has_gap:
-            self._ensure_catch_up()
-
-    def _deliver(self, released: list[Released]) -> None:
-        if not released:
-            return
-        for event in released:
-            if isinstance(event, OutputEvent):
-                tail = self._tail
-                tail += event.data
-                if len(tail) > 2 * TAIL_BYTES:
-                    del tail[:-TAIL_BYTES]
-            elif isinstance(event, ExitEvent):
-                self.exit = event
-                self.returncode = event.exit_code
-            self._events.append(event)
-        if self._reasm.closed:
-            self._client._forget(self)
-        self._wake()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
-
-    async def _changed(self) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(fut)
-
-    def _fail(self, exc: ExecServerError) -> None:
-        if self._failure is None and not self._reasm.closed:
-            self._failure = exc
-        self._cancel_catch_up()
-        self._wake()
-
-    def _ensure_catch_up(self) -> None:
-        if self._reasm.closed or self._failure is not None:
-            return
-        if self._catch_up is None or self._catch_up.done():
-            self._catch_up = asyncio.ensure_future(self._run_catch_up())
-
-    def _cancel_catch_up(self) -> None:
-        task = self._catch_up
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _run_catch_up(self) -> None:
-        """Read until every event the server has is delivered (or the client failed).
-
-        A read whose connection drops is not re-sent as is: the next one asks for a quarter of
-        the bytes, so a link that keeps dropping still lets a page through (the server always
-        returns at least one chunk); each complete page doubles the size again.
-        """
-        client = self._client
-        page = client.read_page_bytes
-        try:
-            while not self._reasm.closed:
-                after = self._reasm.delivered
-                params = ReadParams(
-                    process_id=self.process_id, after_seq=after, max_bytes=page, wait_ms=0
-                )
-                try:
-                    result = await client._request("process/read", params, ReadResult, retry=False)
-                except ConnectionLost:
-                    if client.failure is not None or self._failure is not None:
-                        return  # the client failed: every process was told already
-                    page = max(MIN_READ_PAGE, page // 4)
-                    continue
-                page = min(client.read_page_bytes, page * 2)
-                released, complete = self._reasm.feed_read(after, result)
-                self._deliver(released)
-                if complete and (not self._reasm.has_gap or not released):
-                    return
-        except ConnectionLost:
-            return
-        except RemoteError as exc:
-            if is_unknown_process(exc.code, exc.message):
-                exc = RemoteError(
-                    exc.code,
-                    f"process {self.process_id} is gone from the server (its retention "
-                    f"ended) before events after seq {self._reasm.delivered} were read",
-                )
-            self._fail(exc)
-        except TimeoutError as exc:
-            self._fail(ConnectionLost(f"catch-up read of {self.process_id} failed: {exc}"))
-
-    # ------------------------------------------------------------------ events out
+    # ------------------------------------------------------------------ events
 
     def __aiter__(self) -> Process:
         return self
@@ -217,20 +102,7 @@ class Process:
                 in the stream; iterating again continues after the lost range).
             ConnectionLost, SessionLost: recovery failed before the process closed.
         """
-        while True:
-            if self._events:
-                event = self._events.popleft()
-                if isinstance(event, ClosedEvent):
-                    self._ended = True
-                    raise StopAsyncIteration
-                if isinstance(event, LostMarker):
-                    raise OutputLost(self.process_id, event.first_seq, event.retained_from_seq)
-                return event
-            if self._ended:
-                raise StopAsyncIteration
-            if self._failure is not None:
-                raise self._failure
-            await self._changed()
+        return await self._feed.next_event()
 
     async def wait(self, *, check_sandbox: bool = True) -> int:
         """Wait for the exit and return its code (128+N when killed by signal N).
@@ -241,14 +113,15 @@ class Process:
                 decides otherwise).
             ConnectionLost, SessionLost: recovery failed before the exit was known.
         """
-        while self.exit is None:
-            if self._failure is not None and not isinstance(self._failure, OutputLost):
-                raise self._failure
-            await self._changed()
-        exit_event = self.exit
+        feed = self._feed
+        while feed.exit is None:
+            if feed.failure is not None and not isinstance(feed.failure, OutputLost):
+                raise feed.failure
+            await feed.changed()
+        exit_event = feed.exit
         if check_sandbox and exit_event.sandbox_denied:
-            denied = SandboxDenied(exit_event.exit_code, bytes(self._tail[-TAIL_BYTES:]))
-            handler = self._client.sandbox_denied_handler
+            denied = SandboxDenied(exit_event.exit_code, feed.tail())
+            handler = self._host.sandbox_denied_handler
             if handler is None:
                 raise denied
             return await handler(self, denied)
@@ -257,10 +130,11 @@ class Process:
     async def wait_closed(self) -> None:
         """Wait until every event was delivered (not consumed) — output of background
         children included."""
-        while not self._reasm.closed:
-            if self._failure is not None:
-                raise self._failure
-            await self._changed()
+        feed = self._feed
+        while not feed.closed:
+            if feed.failure is not None:
+                raise feed.failure
+            await feed.changed()
 
     async def communicate(self, input: bytes | None = None) -> tuple[bytes, bytes]:
         """Write ``input`` (then close stdin), read every event to the end, wait for the exit.
@@ -298,7 +172,7 @@ class Process:
                 write_id=write_id,
                 close_stdin=close_stdin,
             )
-            result = await self._client._request("process/write", params, WriteResult)
+            result = await self._host.request("process/write", params, WriteResult)
             status = result.status
             if status != "starting":
                 break
@@ -324,7 +198,7 @@ class Process:
                 raise ValueError(f"signal {sig} cannot be sent over the protocol") from None
         else:
             name = sig
-        await self._client._request(
+        await self._host.request(
             "process/signal", SignalParams(process_id=self.process_id, signal=name), EmptyResult
         )
 
@@ -334,7 +208,7 @@ class Process:
         Returns:
             Whether it was still running.
         """
-        result = await self._client._request(
+        result = await self._host.request(
             "process/terminate", TerminateParams(process_id=self.process_id), TerminateResult
         )
         return result.running
@@ -343,8 +217,13 @@ class Process:
 
     async def resize(self, rows: int, cols: int) -> None:
         """Resize the terminal of a tty process."""
-        await self._client._request(
+        await self._host.request(
             "process/resize",
             ResizeParams(process_id=self.process_id, rows=rows, cols=cols),
             EmptyResult,
         )
+
+
+SandboxDeniedHandler = Callable[[Process, SandboxDenied], Awaitable[int]]
+"""Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
+returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""
