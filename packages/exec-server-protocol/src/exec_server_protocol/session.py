@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from ._base import Params, Result, WireStruct
+from .ids import SessionId
 from .path_uri import PathUri
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
 
 class InitializeParams(Params):
     client_name: str
-    resume_session_id: str | None = None
+    resume_session_id: SessionId | None = None
 
 
 class ShellInfo(WireStruct):
@@ -43,7 +44,7 @@ class EnvironmentInfo(Result):
 
 
 class InitializeResult(Result):
-    session_id: str
+    session_id: SessionId
     environment_info: EnvironmentInfo
 
 

@@ -37,6 +37,7 @@ from exec_server_protocol import (
     CloseCode,
     EmptyResult,
     ErrorCode,
+    SessionId,
     encode_notification,
     encode_result,
 )
@@ -600,7 +601,7 @@ class Server:
             runtime.processes.pause_reading()
         else:
             runtime.processes.resume_reading()
-        return InitializeResult(session_id=record.id, environment_info=self.info)
+        return InitializeResult(session_id=SessionId(record.id), environment_info=self.info)
 
     async def aclose(self) -> None:
         """Stop listening and kill every process of every session."""

@@ -29,7 +29,9 @@ from exec_server_protocol import (
     CloseCode,
     ErrorCode,
     PathUri,
+    ProcessId,
     ServerMessage,
+    SessionId,
     decode_json,
     decode_notification,
     decode_result,
@@ -114,7 +116,7 @@ class Client:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.read_page_bytes = read_page_bytes
-        self.session_id = ""
+        self.session_id = SessionId("")
         self.environment_info: EnvironmentInfo | None = None
         self.state = ClientState.CONNECTED
         self.failure: ConnectionLost | None = None
@@ -174,7 +176,12 @@ class Client:
         self._generation += 1
         self._conn = conn
         params = encode_json(
-            InitializeParams(client_name=self.client_name, resume_session_id=resume_session_id)
+            InitializeParams(
+                client_name=self.client_name,
+                resume_session_id=None
+                if resume_session_id is None
+                else SessionId(resume_session_id),
+            )
         )
         call = self._submit("initialize", params, retry=False)
         try:
@@ -287,7 +294,10 @@ class Client:
         return await self._request(
             "process/read",
             ReadParams(
-                process_id=process_id, after_seq=after_seq, max_bytes=max_bytes, wait_ms=wait_ms
+                process_id=ProcessId(process_id),
+                after_seq=after_seq,
+                max_bytes=max_bytes,
+                wait_ms=wait_ms,
             ),
             ReadResult,
             extra_timeout=wait_ms / 1000,
@@ -337,7 +347,7 @@ class Client:
         if process_id in self._feeds:
             raise ValueError(f"process {process_id} is already known to this client")
         params = StartParams(
-            process_id=process_id,
+            process_id=ProcessId(process_id),
             argv=list(argv),
             cwd=PathUri(cwd if cwd.lower().startswith("file:") else format_path_uri(cwd)),
             env=dict(env or {}),

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections import deque
 
+from exec_server_protocol import ProcessId
 from exec_server_protocol.errors import is_unknown_process
 from exec_server_protocol.process import ReadParams, ReadResult
 
@@ -41,7 +42,7 @@ class EventFeed:
 
     def __init__(self, host: ProcessHost, process_id: str, *, after_seq: int = 0) -> None:
         self._host = host
-        self.process_id = process_id
+        self.process_id = ProcessId(process_id)
         self.exit: ExitEvent | None = None
         self.failure: ExecServerError | None = None
         self._reasm = SeqReassembler()

@@ -16,7 +16,7 @@ import signal as _signal
 from collections.abc import Awaitable, Callable
 
 import pybase64
-from exec_server_protocol import EmptyResult
+from exec_server_protocol import EmptyResult, WriteId
 from exec_server_protocol.process import (
     ResizeParams,
     SignalName,
@@ -169,7 +169,7 @@ class Process:
             params = WriteParams(
                 process_id=self.process_id,
                 chunk=pybase64.b64encode_as_string(data),
-                write_id=write_id,
+                write_id=WriteId(write_id),
                 close_stdin=close_stdin,
             )
             result = await self._host.request("process/write", params, WriteResult)

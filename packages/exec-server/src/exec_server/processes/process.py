@@ -29,7 +29,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import pybase64
-from exec_server_protocol import encode_notification, output_frame, output_prefix
+from exec_server_protocol import (
+    ProcessId,
+    Seq,
+    encode_notification,
+    output_frame,
+    output_prefix,
+)
 from exec_server_protocol.process import (
     OutputChunk,
     ProcessClosedNotification,
@@ -492,8 +498,8 @@ class ManagedProcess:
             encode_notification(
                 "process/exited",
                 ProcessExitedNotification(
-                    process_id=self.process_id,
-                    seq=self.exit_seq,
+                    process_id=ProcessId(self.process_id),
+                    seq=Seq(self.exit_seq),
                     exit_code=code,
                     sandbox_denied=self.sandbox_denied,
                     signal=self.signal_name,
@@ -520,7 +526,8 @@ class ManagedProcess:
         seq = self.ring.next()
         self._emit(
             encode_notification(
-                "process/closed", ProcessClosedNotification(process_id=self.process_id, seq=seq)
+                "process/closed",
+                ProcessClosedNotification(process_id=ProcessId(self.process_id), seq=Seq(seq)),
             )
         )
         self._stdin_gone()
