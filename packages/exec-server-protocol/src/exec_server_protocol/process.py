@@ -38,6 +38,9 @@ __all__ = [
 StreamName = Literal["stdout", "stderr", "pty"]
 SandboxType = Literal["none", "linuxSeccomp"]
 WriteStatus = Literal["accepted", "unknownProcess", "stdinClosed", "starting"]
+"""``starting`` is the reference's answer to a write that races its spawn (its process entry is
+not running yet); our server spawns before it answers ``process/start`` and never sends it, but
+a client of ours retries on it, as it may talk to the reference."""
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 SignalName = Literal["interrupt", "terminate", "kill", "hangup", "quit", "user1", "user2"]
 """`interrupt` is the reference's; the rest are ours."""

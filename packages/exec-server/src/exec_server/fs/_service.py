@@ -406,14 +406,10 @@ def _executor_submit(fn: Callable[..., _T], *args: Any) -> concurrent.futures.Fu
 async def _run_sandboxed(
     sandbox: SandboxIntent, fn: Callable[..., _T], *args: Any, **kwargs: Any
 ) -> _T:
-    """Run ``fn`` under ``sandbox`` via the sandbox package (imported lazily: it is optional at
-    import time and heavy). Without it the operation is refused, never run unsandboxed."""
-    try:
-        from ..sandbox import run_fs_sandboxed  # type: ignore[attr-defined,unused-ignore]  # lands with the sandbox package
-    except ImportError:
-        raise internal_error(
-            "sandboxed file-system operations are not available on this server"
-        ) from None
+    """Run ``fn`` under ``sandbox`` via the sandbox package (imported here, not at the top: a
+    server that never sandboxes a file operation does not load it for fs)."""
+    from ..sandbox import run_fs_sandboxed
+
     if kwargs:
         fn = functools.partial(fn, **kwargs)
     result: _T = await run_fs_sandboxed(sandbox, fn, *args)
