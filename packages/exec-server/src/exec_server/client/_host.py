@@ -1,8 +1,8 @@
 """What a :class:`~exec_server.client.Process` needs from the client that made it.
 
-The client implements :class:`ProcessHost`; a process and its event feed see only this, so
-``_process`` and ``_feed`` import nothing of ``_client`` (the client imports them), and a test
-can drive a process with a host of its own.
+The client implements :class:`ProcessHost`; a process, its event feed and its output streams
+see only this, so ``_process``, ``_feed`` and ``_streams`` import nothing of ``_client`` (the
+client imports them), and a test can drive a process with a host of its own.
 """
 
 from __future__ import annotations
