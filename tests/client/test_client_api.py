@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 import pytest
 from exec_server.client import (
     Client,
+    ConnectionLost,
     ExitEvent,
     OutputEvent,
     RemoteError,
@@ -15,11 +17,14 @@ from exec_server.client import (
     StdinClosed,
     connect,
 )
-from exec_server.client._client import Client as _Client
-from exec_server.client._process import Process
+from exec_server.client._events import ClosedEvent
+from exec_server.client._feed import EventFeed
+from exec_server.client._process import Process, SandboxDeniedHandler
 from exec_server_protocol.session import EnvironmentInfo
 
 from tests.support import ENV, BackgroundServer
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -140,16 +145,39 @@ async def test_a_resumed_session_can_attach_to_a_running_process(server: Backgro
 # ---------------------------------------------------------------- sandbox denial hook
 
 
-def _denied_process() -> Process:
-    client = _Client("ws://127.0.0.1:1")
-    proc = Process(client, "p")
-    proc._push(OutputEvent(1, "stderr", b"touch: Read-only file system\n"))
-    proc._push(ExitEvent(2, 1, sandbox_denied=True))
-    return proc
+class _Host:
+    """A :class:`ProcessHost` without a server: all a process needs from its client."""
+
+    def __init__(self) -> None:
+        self.read_page_bytes = 1 << 20
+        self.failure: ConnectionLost | None = None
+        self.sandbox_denied_handler: SandboxDeniedHandler | None = None
+        self.released: list[str] = []
+        self.max_buffered_output = 8 << 20
+
+    def capability(self, name: str) -> bool:
+        return False
+
+    async def request(
+        self, method: str, params: Any, result_type: type[T], *, retry: bool = True
+    ) -> T:
+        raise AssertionError(f"unexpected request {method}")
+
+    def release(self, process_id: str, feed: object) -> None:
+        self.released.append(process_id)
+
+
+def _denied_process() -> tuple[Process, _Host]:
+    host = _Host()
+    feed = EventFeed(host, "p")
+    proc = Process(host, feed)
+    feed.push(OutputEvent(1, "stderr", b"touch: Read-only file system\n"))
+    feed.push(ExitEvent(2, 1, sandbox_denied=True))
+    return proc, host
 
 
 async def test_wait_raises_sandbox_denied_with_the_output_tail() -> None:
-    proc = _denied_process()
+    proc, _ = _denied_process()
     with pytest.raises(SandboxDenied) as info:
         await proc.wait()
     assert info.value.exit_code == 1
@@ -158,13 +186,21 @@ async def test_wait_raises_sandbox_denied_with_the_output_tail() -> None:
 
 
 async def test_a_sandbox_denied_handler_decides_what_wait_returns() -> None:
-    proc = _denied_process()
+    proc, host = _denied_process()
     seen: list[SandboxDenied] = []
 
     async def approve_and_retry(p: Process, exc: SandboxDenied) -> int:
         seen.append(exc)
         return 0
 
-    proc._client.sandbox_denied_handler = approve_and_retry
+    host.sandbox_denied_handler = approve_and_retry
     assert await proc.wait() == 0
     assert seen[0].exit_code == 1
+
+
+async def test_a_process_tells_its_host_when_its_last_event_was_delivered() -> None:
+    proc, host = _denied_process()
+    assert host.released == [] and not proc.closed
+    proc._feed.push(ClosedEvent(3))
+    assert host.released == ["p"] and proc.closed
+    assert [event.seq async for event in proc] == [1, 2]

@@ -163,14 +163,6 @@ def _workspace_write_intent(root: Path) -> SandboxIntent:
     )
 
 
-def _sandbox_landed() -> bool:
-    try:
-        from exec_server.sandbox import run_fs_sandboxed  # noqa: F401  # probing only
-    except ImportError:
-        return False
-    return True
-
-
 async def test_a_sandboxed_write_outside_the_writable_roots_changes_nothing(
     fs: FsService, tmp_path: Path
 ) -> None:
@@ -199,7 +191,6 @@ async def test_a_sandboxed_write_denial_is_read_only_file_system(
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.xfail(not _sandbox_landed(), reason="sandbox module not yet landed", strict=True)
 async def test_a_sandboxed_write_inside_a_writable_root_succeeds(
     fs: FsService, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ._base import Params, Result, WireStruct
+from .ids import HandleId
 from .path_uri import PathUri
 from .sandbox import SandboxIntent
 
@@ -150,17 +151,17 @@ class WalkResult(Result):
 
 
 class OpenParams(FsParams, kw_only=True):
-    handle_id: str
+    handle_id: HandleId
     path: PathUri
     mode: Literal["read", "replace"] = "read"
 
 
 class OpenResult(Result):
-    handle_id: str
+    handle_id: HandleId
 
 
 class ReadBlockParams(Params):
-    handle_id: str
+    handle_id: HandleId
     offset: FileOffset
     len: int
 
@@ -171,7 +172,7 @@ class ReadBlockResult(Result):
 
 
 class WriteBlockParams(Params):
-    handle_id: str
+    handle_id: HandleId
     offset: FileOffset
     chunk: str
 
@@ -181,7 +182,7 @@ class WriteBlockResult(Result):
 
 
 class CloseParams(Params):
-    handle_id: str
+    handle_id: HandleId
 
 
 class WatchMissingParams(Params):

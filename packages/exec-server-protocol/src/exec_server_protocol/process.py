@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from ._base import Params, Result, WireStruct
+from .ids import ProcessId, Seq, WriteId
 from .path_uri import PathUri
 from .sandbox import SandboxIntent
 
@@ -39,6 +40,9 @@ __all__ = [
 StreamName = Literal["stdout", "stderr", "pty"]
 SandboxType = Literal["none", "linuxSeccomp"]
 WriteStatus = Literal["accepted", "unknownProcess", "stdinClosed", "starting"]
+"""``starting`` is the reference's answer to a write that races its spawn (its process entry is
+not running yet); our server spawns before it answers ``process/start`` and never sends it, but
+a client of ours retries on it, as it may talk to the reference."""
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 SignalName = Literal["interrupt", "terminate", "kill", "hangup", "quit", "user1", "user2"]
 """`interrupt` is the reference's; the rest are ours."""
@@ -60,7 +64,7 @@ class PtySize(WireStruct):
 
 
 class StartParams(Params):
-    process_id: str
+    process_id: ProcessId
     argv: list[str]
     cwd: PathUri
     env: dict[str, str]
@@ -76,19 +80,19 @@ class StartParams(Params):
 
 
 class StartResult(Result):
-    process_id: str
+    process_id: ProcessId
     sandbox_type: SandboxType
 
 
 class ReadParams(Params):
-    process_id: str
+    process_id: ProcessId
     after_seq: NonNegative | None = None
     max_bytes: NonNegative | None = None
     wait_ms: NonNegative | None = None
 
 
 class OutputChunk(WireStruct):
-    seq: int
+    seq: Seq
     stream: StreamName
     chunk: str
     """Base64 of the bytes."""
@@ -120,9 +124,9 @@ class ReadResult(Result):
 
 
 class WriteParams(Params):
-    process_id: str
+    process_id: ProcessId
     chunk: str
-    write_id: str
+    write_id: WriteId
     close_stdin: bool = False
     """[ours] close the child's stdin after writing `chunk`."""
 
@@ -132,12 +136,12 @@ class WriteResult(Result):
 
 
 class SignalParams(Params):
-    process_id: str
+    process_id: ProcessId
     signal: SignalName
 
 
 class TerminateParams(Params):
-    process_id: str
+    process_id: ProcessId
 
 
 class TerminateResult(Result):
@@ -167,21 +171,21 @@ class ListResult(Result):
 class ResizeParams(Params):
     """[ours]"""
 
-    process_id: str
+    process_id: ProcessId
     rows: Annotated[int, msgspec.Meta(ge=1, le=0xFFFF)]
     cols: Annotated[int, msgspec.Meta(ge=1, le=0xFFFF)]
 
 
 class ProcessOutputNotification(Params):
-    process_id: str
-    seq: int
+    process_id: ProcessId
+    seq: Seq
     stream: StreamName
     chunk: str
 
 
 class ProcessExitedNotification(Params):
-    process_id: str
-    seq: int
+    process_id: ProcessId
+    seq: Seq
     exit_code: int
     sandbox_denied: bool
     signal: str | None = None
@@ -191,5 +195,5 @@ class ProcessExitedNotification(Params):
 
 
 class ProcessClosedNotification(Params):
-    process_id: str
-    seq: int
+    process_id: ProcessId
+    seq: Seq

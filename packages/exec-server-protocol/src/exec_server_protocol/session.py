@@ -6,6 +6,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from ._base import Params, Result, WireStruct
+from .ids import SessionId
 from .path_uri import PathUri
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
 
 class InitializeParams(Params):
     client_name: str
-    resume_session_id: str | None = None
+    resume_session_id: SessionId | None = None
 
 
 class ShellInfo(WireStruct):
@@ -48,7 +49,7 @@ class EnvironmentInfo(Result):
 
 
 class InitializeResult(Result):
-    session_id: str
+    session_id: SessionId
     environment_info: EnvironmentInfo
 
 

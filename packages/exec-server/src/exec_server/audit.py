@@ -12,10 +12,9 @@ still running when its session ended. Never logged: environment values, argument
 
 Ends and output sizes are read from the session's outgoing notifications (:meth:`observe`):
 the process table offers no exit hook, and this costs one dictionary lookup per output frame.
-It relies on the output frames (:class:`~exec_server.processes.output.OutputFrames`) starting
-with a per-process prefix of the form ``{"method":"process/output","params":{"processId":<id>,
-"seq":`` (first part) with the base64 chunk as fourth part, and on ``process/exited`` being one
-frame; a test checks both.
+It relies on the table's output frames being the protocol's fast path (``output_frame``):
+the per-process ``output_prefix`` as first part and the base64 chunk as fourth part, and on
+``process/exited`` being one frame; a test checks both.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from exec_server_protocol import output_prefix
 from exec_server_protocol.process import StartParams, StartResult
 
 from .auth import Principal
@@ -37,12 +37,6 @@ __all__ = ["ProcessAudit"]
 log = logging.getLogger("exec_server.audit")
 
 _EXITED = b'{"method":"process/exited",'
-
-
-def _output_prefix(process_id: str) -> bytes:
-    return (
-        b'{"method":"process/output","params":{"processId":' + orjson.dumps(process_id) + b',"seq":'
-    )
 
 
 def _b64_size(b64: bytes) -> int:
@@ -99,7 +93,7 @@ class ProcessAudit:
         extra["sandboxed"] = "no" if result.sandbox_type == "none" else "yes"
         extra["outcome"] = "started"
         log.info("process start", extra=extra)
-        running = _Running(p.process_id, _output_prefix(p.process_id), time.monotonic())
+        running = _Running(p.process_id, output_prefix(p.process_id), time.monotonic())
         self._by_prefix[running.prefix] = running
         self._by_id[p.process_id] = running
         return result

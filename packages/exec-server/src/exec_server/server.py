@@ -32,10 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from exec_server_protocol import (
+    CloseCode,
     SessionId,
     encode_notification,
     encode_result,
 )
+from exec_server_protocol.errors import SESSION_TAKEN_OVER_REASON
 from exec_server_protocol.fs import ReadDirectoryResult, ReadFileResult, WalkResult
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams
 
@@ -72,9 +74,6 @@ MAX_BIG_REPLIES_IN_FLIGHT = 1
 two or three times over (read, base64, JSON) until its reply is queued; with one at a time, a
 peer that never reads costs one reply in the send buffer and one in progress (an 8 MiB file:
 about 50 MiB). Other connections are not held up by it."""
-
-TAKEOVER_CLOSE_CODE = 4000
-TAKEOVER_REASON = "session resumed by another connection"
 
 
 @dataclass
@@ -339,7 +338,7 @@ class ClientConnection:
         async def close_after_replies() -> None:
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-            self.sink.close(TAKEOVER_CLOSE_CODE, TAKEOVER_REASON)
+            self.sink.close(int(CloseCode.SESSION_TAKEN_OVER), SESSION_TAKEN_OVER_REASON)
 
         task = asyncio.ensure_future(close_after_replies())
         self.server.background(task)

@@ -4,7 +4,9 @@ Domain code raises the exceptions of :mod:`exec_server.exceptions`, which carry 
 process id, an OS error, a limit); :data:`WIRE_ERRORS` turns each into the JSON-RPC ``(code,
 message)`` the reference sends for it. The texts are part of the wire contract: clients match
 some of them (the takeover, an unknown session), and the differential tests compare all of
-them with the reference. An exception the table does not know is a bug: the boundary
+them with the reference. The texts a client recognises are built by
+:mod:`exec_server_protocol.errors`, which the client matches with, so both use one definition.
+An exception the table does not know is a bug: the boundary
 (:func:`exec_server.rpc.error_frame`) logs it and answers a generic internal error.
 """
 
@@ -16,6 +18,12 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from exec_server_protocol import ErrorCode
+from exec_server_protocol.errors import (
+    SESSION_TAKEN_OVER,
+    process_exists,
+    unknown_process,
+    unknown_session,
+)
 
 from .exceptions import (
     BadRequest,
@@ -44,8 +52,6 @@ from .exceptions import (
 
 __all__ = [
     "SERVER_DRAINING_MESSAGE",
-    "SESSION_TAKEN_OVER_MESSAGE",
-    "UNKNOWN_SESSION_PREFIX",
     "WIRE_ERRORS",
     "WireError",
     "format_os_error",
@@ -53,15 +59,10 @@ __all__ = [
     "wire_error",
 ]
 
-SESSION_TAKEN_OVER_MESSAGE = "session has been resumed by another connection"
-"""The error of every request of a connection whose session another connection resumed."""
 SERVER_DRAINING_MESSAGE = (
     "server is draining (shutting down): no new sessions; retry on another server or after its "
     "restart"
 )
-UNKNOWN_SESSION_PREFIX = "unknown session id "
-"""An ``initialize`` resuming a session that is gone (or of another principal) is answered
-with this and the id."""
 
 
 class WireError(NamedTuple):
@@ -106,11 +107,11 @@ WIRE_ERRORS: dict[type[BaseException], Callable[[Any], WireError]] = {
     # Refusals
     InvalidArgument: lambda e: WireError(_P, e.message),
     BadRequest: lambda e: WireError(_R, e.message),
-    UnknownProcess: lambda e: WireError(_R, f"unknown process id {e.process_id}"),
-    DuplicateProcess: lambda e: WireError(_R, f"process {e.process_id} already exists"),
+    UnknownProcess: lambda e: WireError(_R, unknown_process(e.process_id)),
+    DuplicateProcess: lambda e: WireError(_R, process_exists(e.process_id)),
     NotATty: lambda e: WireError(_R, f"process {e.process_id} is not a tty"),
-    SessionTakenOver: lambda e: WireError(_R, SESSION_TAKEN_OVER_MESSAGE),
-    UnknownSession: lambda e: WireError(_R, UNKNOWN_SESSION_PREFIX + e.session_id),
+    SessionTakenOver: lambda e: WireError(_R, SESSION_TAKEN_OVER),
+    UnknownSession: lambda e: WireError(_R, unknown_session(e.session_id)),
     Draining: lambda e: WireError(ErrorCode.SERVER_DRAINING, SERVER_DRAINING_MESSAGE),
     QuotaExceeded: lambda e: WireError(
         ErrorCode.QUOTA_EXCEEDED, f"quota exceeded: {e.detail} ({e.flag})"

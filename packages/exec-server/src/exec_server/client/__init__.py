@@ -24,10 +24,10 @@ from ..exceptions import (
 from . import sandbox
 from ._approval import Approve, CompletedRun, run_with_approval
 from ._backoff import Backoff
-from ._client import Client, SandboxDeniedHandler, connect
+from ._client import Client, connect
 from ._errors import CwdNotFound, ProgramNotFound, RemoteOSError
 from ._events import Event, ExitEvent, OutputEvent
-from ._process import Process
+from ._process import Process, SandboxDeniedHandler
 from ._run import TimeoutExpired
 from ._shell import Shell, ShellExited
 from ._state import ClientState

@@ -15,7 +15,7 @@ from exec_server_protocol.sandbox import SandboxIntent
 
 from ..exceptions import OutputLost, SandboxDenied
 from ._events import OutputEvent
-from ._process import TAIL_BYTES
+from ._feed import TAIL_BYTES
 
 if TYPE_CHECKING:
     from ._client import Client

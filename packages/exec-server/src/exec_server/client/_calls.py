@@ -17,6 +17,9 @@ import itertools
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import msgspec
+from exec_server_protocol import encode_request
+
 __all__ = ["Call", "CallTable"]
 
 W = TypeVar("W")
@@ -72,11 +75,7 @@ class CallTable(Generic[W]):
         call.generation = generation
         call.attempts += 1
         self._in_flight[wire_id] = call
-        return b'{"id":%d,"method":"%s","params":%s}' % (
-            wire_id,
-            call.method.encode(),
-            call.params,
-        )
+        return encode_request(wire_id, call.method, msgspec.Raw(call.params))
 
     def resolve(self, wire_id: object) -> Call[W] | None:
         """The call a response with ``wire_id`` answers (removed from the table), if any."""

@@ -18,13 +18,31 @@ import contextlib
 import logging
 import secrets
 import subprocess
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from ssl import SSLContext
 from typing import Any, Literal, TypeVar, overload
 
 import msgspec
 import pybase64
-from exec_server_protocol import METHODS, ErrorCode, ErrorObject
+from exec_server_protocol import (
+    INITIALIZED,
+    METHODS,
+    CloseCode,
+    ErrorCode,
+    ProcessId,
+    ServerMessage,
+    SessionId,
+    decode_json,
+    decode_notification,
+    decode_result,
+    decode_server_message,
+    encode_json,
+)
+from exec_server_protocol.errors import (
+    is_process_exists,
+    is_session_taken_over,
+    is_unknown_session,
+)
 from exec_server_protocol.process import (
     EnvPolicy,
     ListResult,
@@ -40,19 +58,20 @@ from exec_server_protocol.process import (
 )
 from exec_server_protocol.sandbox import SandboxIntent
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
-from msgspec import UNSET, UnsetType
+from msgspec import UnsetType
 
-from ..exceptions import ConnectionLost, RemoteError, SandboxDenied, SessionLost
+from ..exceptions import ConnectionLost, RemoteError, SessionLost
 from . import _run
 from ._backoff import Backoff
 from ._calls import Call, CallTable
 from ._errors import translate_start_error
 from ._events import ClosedEvent, ExitEvent, OutputEvent
+from ._feed import EventFeed
+from ._host import ProcessHost
 from ._paths import Argv, RemotePath, native, to_uri
-from ._process import Process
+from ._process import Process, SandboxDeniedHandler
 from ._shell import Shell
 from ._state import ClientEvent, ClientState, transition
-from ._streams import demux_of
 from ._transport import HandshakeRejected, WsConnection, open_connection
 from .files import Files
 
@@ -62,44 +81,8 @@ log = logging.getLogger("exec_server.client")
 
 T = TypeVar("T")
 
-TAKEOVER_CLOSE_CODE = 4000
-TAKEOVER_MESSAGE = "session has been resumed by another connection"
-_INITIALIZED = b'{"method":"initialized","params":{}}'
-
 MAX_BUFFERED_OUTPUT = 8 << 20
 """Default of ``max_buffered_output``: bytes of unread output buffered per process."""
-
-SandboxDeniedHandler = Callable[[Process[Any], SandboxDenied], Awaitable[int]]
-"""Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
-returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""
-
-
-class _Incoming(msgspec.Struct):
-    id: int | str | UnsetType | None = UNSET
-    method: str | UnsetType = UNSET
-    params: msgspec.Raw = msgspec.Raw(b"")
-    result: msgspec.Raw = msgspec.Raw(b"")
-    error: ErrorObject | UnsetType = UNSET
-
-
-_incoming = msgspec.json.Decoder(_Incoming)
-
-
-def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, str):  # str subclasses such as PathUri
-        return str(obj)
-    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
-
-
-_encode = msgspec.json.Encoder(enc_hook=_enc_hook).encode
-_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
-
-
-def _decode(raw: bytes | msgspec.Raw, typ: type[T]) -> T:
-    decoder = _decoders.get(typ)
-    if decoder is None:
-        decoder = _decoders[typ] = msgspec.json.Decoder(typ)
-    return decoder.decode(raw)  # type: ignore[no-any-return]  # Decoder[Any] from the cache
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
@@ -146,7 +129,7 @@ class Client:
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.read_page_bytes = read_page_bytes
-        self.session_id = ""
+        self.session_id = SessionId("")
         self.environment_info: EnvironmentInfo | None = None
         self.state = ClientState.CONNECTED
         self.failure: ConnectionLost | None = None
@@ -164,7 +147,11 @@ class Client:
         self._generation = 0
         self._calls: CallTable[asyncio.Future[msgspec.Raw]] = CallTable()
         self._init_call: Call[asyncio.Future[msgspec.Raw]] | None = None
-        self._processes: dict[str, Process[Any]] = {}
+        self._feeds: dict[str, EventFeed] = {}
+        """The event feed of each process with events still to come, by process id."""
+        self._args: dict[str, list[str]] = {}
+        """The command of each process in ``_feeds`` (for :meth:`processes`)."""
+        self._host: ProcessHost = _Host(self)
         self._recovery: asyncio.Task[None] | None = None
         self._ids = secrets.token_hex(4)
         self._counter = 0
@@ -208,8 +195,13 @@ class Client:
             raise ConnectionLost(f"cannot connect to {self.url}: {_describe(exc)}") from exc
         self._generation += 1
         self._conn = conn
-        params = _encode(
-            InitializeParams(client_name=self.client_name, resume_session_id=resume_session_id)
+        params = encode_json(
+            InitializeParams(
+                client_name=self.client_name,
+                resume_session_id=None
+                if resume_session_id is None
+                else SessionId(resume_session_id),
+            )
         )
         call = self._submit("initialize", params, retry=False)
         try:
@@ -223,12 +215,12 @@ class Client:
         except BaseException:
             conn.abort()
             raise
-        result = _decode(raw, InitializeResult)
+        result = decode_result(raw, InitializeResult)
         self.session_id = result.session_id
         self.environment_info = result.environment_info
         self._ready = True
         with contextlib.suppress(ConnectionError):
-            conn.send(_INITIALIZED)
+            conn.send(INITIALIZED)
 
     # ------------------------------------------------------------------ requests
 
@@ -272,10 +264,10 @@ class Client:
         retry: bool = True,
         extra_timeout: float = 0.0,
     ) -> T:
-        call = self._submit(method, _encode(params), retry=retry)
+        call = self._submit(method, encode_json(params), retry=retry)
         timeout = None if self.request_timeout is None else self.request_timeout + extra_timeout
         raw = await self._wait(call, timeout)
-        return _decode(raw, result_type)
+        return decode_result(raw, result_type)
 
     async def call(
         self,
@@ -303,13 +295,13 @@ class Client:
             ConnectionLost, SessionLost: the connection could not be recovered.
             TimeoutError: no response in time.
         """
-        call = self._submit(method, _encode(params), retry=idempotent)
+        call = self._submit(method, encode_json(params), retry=idempotent)
         limit = self.request_timeout if response_timeout is None else response_timeout
         raw = await self._wait(call, limit)
         spec = METHODS.get(method)
         if spec is None:
-            return msgspec.json.decode(raw)
-        return _decode(raw, spec.result)
+            return decode_json(raw)
+        return decode_result(raw, spec.result)
 
     async def read(
         self,
@@ -323,7 +315,10 @@ class Client:
         return await self._request(
             "process/read",
             ReadParams(
-                process_id=process_id, after_seq=after_seq, max_bytes=max_bytes, wait_ms=wait_ms
+                process_id=ProcessId(process_id),
+                after_seq=after_seq,
+                max_bytes=max_bytes,
+                wait_ms=wait_ms,
             ),
             ReadResult,
             extra_timeout=wait_ms / 1000,
@@ -473,13 +468,13 @@ class Client:
         if process_id is None:
             self._counter += 1
             process_id = f"p-{self._ids}-{self._counter}"
-        if process_id in self._processes:
+        if process_id in self._feeds:
             raise ValueError(f"process {process_id} is already known to this client")
         if cwd is None:
             info = self.environment_info
             cwd = info.cwd if info is not None else "/"
         params = StartParams(
-            process_id=process_id,
+            process_id=ProcessId(process_id),
             argv=list(argv),
             cwd=to_uri(cwd),
             env=dict(env or {}),
@@ -491,29 +486,35 @@ class Client:
             pty_size=PtySize(rows=pty_size[0], cols=pty_size[1]) if pty_size else None,
         )
         # Registered first: its notifications may race the response (the reference's do).
-        proc: Process[Any] = Process(self, process_id)
-        if text or encoding is not None:
-            proc._set_text(encoding or "utf-8", errors or "strict")
-        proc._has_stdin = tty or pipe_stdin
-        proc.args = list(argv)
-        self._processes[process_id] = proc
-        call = self._submit("process/start", _encode(params), retry=True)
+        feed = EventFeed(self._host, process_id)
+        self._feeds[process_id] = feed
+        self._args[process_id] = list(argv)
+        call = self._submit("process/start", encode_json(params), retry=True)
+        sandbox_type: str | None = None
         try:
             raw = await self._wait(call, self.request_timeout)
         except RemoteError as exc:
-            already = f"process {process_id} already exists"
-            retried = call.attempts > 1 and exc.code == ErrorCode.INVALID_REQUEST
-            if retried and exc.message == already:
-                # Our first attempt reached the server; its response was lost in a drop.
-                return proc
-            self._forget(proc)
-            raise await self._start_error(exc, params) from None
+            retried = call.attempts > 1
+            if not (retried and is_process_exists(exc.code, exc.message, process_id)):
+                self._forget(process_id, feed)
+                raise await self._start_error(exc, params) from None
+            # Our first attempt reached the server; its response was lost in a drop.
         except BaseException:
-            self._forget(proc)
+            self._forget(process_id, feed)
             raise
-        proc.sandbox_type = _decode(raw, StartResult).sandbox_type
-        if on_stdout is not None or on_stderr is not None:
-            demux_of(proc).set_callbacks(on_stdout, on_stderr, proc._text)
+        else:
+            sandbox_type = decode_result(raw, StartResult).sandbox_type
+        decode = (encoding or "utf-8", errors or "strict")
+        proc: Process[Any] = Process(
+            self._host,
+            feed,
+            args=argv,
+            has_stdin=tty or pipe_stdin,
+            text=decode if text or encoding is not None else None,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+        )
+        proc.sandbox_type = sandbox_type
         return proc
 
     async def _start_error(self, exc: RemoteError, params: StartParams) -> RemoteError:
@@ -682,30 +683,31 @@ class Client:
             return result.processes
         return [
             ProcessInfo(
-                process_id=p.process_id,
-                argv=list(p.args),
+                process_id=feed.process_id,
+                argv=list(self._args.get(process_id, ())),
                 tty=False,
-                running=p.exit is None,
-                exit_code=p.returncode,
-                closed=p.closed,
+                running=feed.known_exit is None,
+                exit_code=None if feed.known_exit is None else feed.known_exit.exit_code,
+                closed=feed.closed,
             )
-            for p in self._processes.values()
+            for process_id, feed in self._feeds.items()
         ]
 
     def attach(self, process_id: str, *, after_seq: int = 0) -> Process[bytes]:
         """A handle for a process started earlier in this session (e.g. by a client that ran
         before this one resumed the session); its events after ``after_seq`` are fetched."""
-        if process_id in self._processes:
+        if process_id in self._feeds:
             raise ValueError(f"process {process_id} is already known to this client")
         self._check_usable()
-        proc: Process[bytes] = Process(self, process_id, after_seq=after_seq)
-        self._processes[process_id] = proc
-        proc._ensure_catch_up()
-        return proc
+        feed = EventFeed(self._host, process_id, after_seq=after_seq)
+        self._feeds[process_id] = feed
+        feed.ensure_catch_up()
+        return Process(self._host, feed)
 
-    def _forget(self, proc: Process[Any]) -> None:
-        if self._processes.get(proc.process_id) is proc:
-            del self._processes[proc.process_id]
+    def _forget(self, process_id: str, feed: object) -> None:
+        if self._feeds.get(process_id) is feed:
+            del self._feeds[process_id]
+            self._args.pop(process_id, None)
 
     # ------------------------------------------------------------------ inbound
 
@@ -713,7 +715,7 @@ class Client:
         if conn is not self._conn:
             return
         try:
-            msg = _incoming.decode(data)
+            msg = decode_server_message(data)
         except msgspec.DecodeError:
             log.warning("undecodable message from the server: %.200r", data)
             return
@@ -733,7 +735,7 @@ class Client:
             return
         if isinstance(msg.error, UnsetType):
             fut.set_result(msg.result)
-        elif msg.error.message == TAKEOVER_MESSAGE:
+        elif is_session_taken_over(msg.error.message):
             # Another connection resumed our session; the close (4000) follows.
             self._give_up(_taken_over(self.session_id, msg.error.message))
             if not fut.done():
@@ -751,26 +753,26 @@ class Client:
     def _on_notification(self, method: str, params: msgspec.Raw) -> None:
         try:
             if method == "process/output":
-                out = _decode(params, ProcessOutputNotification)
-                proc = self._processes.get(out.process_id)
-                if proc is not None:
-                    proc._push(OutputEvent(out.seq, out.stream, pybase64.b64decode(out.chunk)))
+                out = decode_notification(params, ProcessOutputNotification)
+                feed = self._feeds.get(out.process_id)
+                if feed is not None:
+                    feed.push(OutputEvent(out.seq, out.stream, pybase64.b64decode(out.chunk)))
             elif method == "process/exited":
-                ex = _decode(params, ProcessExitedNotification)
-                proc = self._processes.get(ex.process_id)
-                if proc is not None:
-                    proc._push(
+                ex = decode_notification(params, ProcessExitedNotification)
+                feed = self._feeds.get(ex.process_id)
+                if feed is not None:
+                    feed.push(
                         ExitEvent(
                             ex.seq, ex.exit_code, ex.sandbox_denied, ex.signal, ex.resource_usage
                         )
                     )
             elif method == "process/closed":
-                cl = _decode(params, ProcessClosedNotification)
-                proc = self._processes.get(cl.process_id)
-                if proc is not None:
-                    proc._push(ClosedEvent(cl.seq))
+                cl = decode_notification(params, ProcessClosedNotification)
+                feed = self._feeds.get(cl.process_id)
+                if feed is not None:
+                    feed.push(ClosedEvent(cl.seq))
             else:
-                decoded = msgspec.json.decode(params) if params else None
+                decoded = decode_json(params) if params else None
                 for listener in list(self._listeners.get(method, ())):
                     listener(decoded)
                 if self.on_notification is not None:
@@ -802,7 +804,7 @@ class Client:
                 _retrieve(init.waiter)
         if not self._ready or self.state in (ClientState.FAILED, ClientState.CLOSED):
             return
-        if conn.close_code == TAKEOVER_CLOSE_CODE:
+        if conn.close_code == CloseCode.SESSION_TAKEN_OVER:
             self._give_up(_taken_over(self.session_id, why))
             return
         if not self._resumable:
@@ -811,8 +813,8 @@ class Client:
         if self.state is ClientState.CONNECTED:
             log.info("connection to %s lost (%s): recovering", self.url, why)
             self.state = transition(self.state, ClientEvent.DROP)
-            for proc in list(self._processes.values()):
-                proc._ensure_catch_up()
+            for feed in list(self._feeds.values()):
+                feed.ensure_catch_up()
             self._recovery = asyncio.ensure_future(self._recover(why))
 
     async def _recover(self, why: str) -> None:
@@ -852,7 +854,7 @@ class Client:
                 return
             self._generation += 1
             self._conn = conn
-            params = _encode(
+            params = encode_json(
                 InitializeParams(client_name=self.client_name, resume_session_id=self.session_id)
             )
             fut: asyncio.Future[msgspec.Raw] = loop.create_future()
@@ -860,7 +862,7 @@ class Client:
             self._init_call = init
             # One pipelined batch: the server handles them in order, and if the resume
             # fails the client gives up before it looks at any later answer.
-            frames = [self._calls.send(init, self._generation), _INITIALIZED]
+            frames = [self._calls.send(init, self._generation), INITIALIZED]
             frames += self._calls.flush(self._generation)
             with contextlib.suppress(ConnectionError):
                 conn.send_many(frames)
@@ -877,12 +879,12 @@ class Client:
                 continue
             return
 
-    def _on_resume_answer(self, msg: _Incoming) -> None:
+    def _on_resume_answer(self, msg: ServerMessage) -> None:
         """The answer to a resuming ``initialize``; handled before any later frame."""
         self._init_call = None
         if not isinstance(msg.error, UnsetType):
             err = msg.error
-            if err.code == ErrorCode.INVALID_REQUEST and "unknown session" in err.message:
+            if is_unknown_session(err.code, err.message):
                 self._give_up(
                     SessionLost(
                         f"session {_short(self.session_id)} is gone (expired or unknown to the "
@@ -921,8 +923,8 @@ class Client:
                 call.waiter.set_exception(exc)
                 if call.method == "initialize":
                     _retrieve(call.waiter)
-        for proc in list(self._processes.values()):
-            proc._fail(exc)
+        for feed in list(self._feeds.values()):
+            feed.fail(exc)
         for waiter in self._resumed_waiters:
             if not waiter.done():
                 waiter.set_exception(exc)
@@ -966,13 +968,49 @@ class Client:
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery
-        for proc in self._processes.values():
-            proc._cancel_catch_up()
+        for feed in self._feeds.values():
+            feed.cancel_catch_up()
         if conn is not None:
             conn.close(1000, "client closed")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await conn.lost
+
+
+class _Host:
+    """The :class:`ProcessHost` a client's processes see (the client's request machinery)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @property
+    def read_page_bytes(self) -> int:
+        return self._client.read_page_bytes
+
+    @property
+    def failure(self) -> ConnectionLost | None:
+        return self._client.failure
+
+    @property
+    def sandbox_denied_handler(self) -> SandboxDeniedHandler | None:
+        return self._client.sandbox_denied_handler
+
+    def capability(self, name: str) -> bool:
+        return self._client._capability(name)
+
+    @property
+    def max_buffered_output(self) -> int:
+        return self._client.max_buffered_output
+
+    async def request(
+        self, method: str, params: Any, result_type: type[T], *, retry: bool = True
+    ) -> T:
+        return await self._client._request(method, params, result_type, retry=retry)
+
+    def release(self, process_id: str, feed: object) -> None:
+        self._client._forget(process_id, feed)
 
 
 def _taken_over(session_id: str, why: str) -> SessionLost:

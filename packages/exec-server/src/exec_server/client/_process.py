@@ -2,32 +2,26 @@
 
 Events (:class:`OutputEvent`, then :class:`ExitEvent`, possibly more output from background
 children) are delivered exactly once and in seq order; iteration ends after the server's
-``process/closed``. They come from pushed notifications; a ``process/read`` fills any gap
-(after a reconnect, or if a push is missing). Delivered events are buffered until iterated,
-up to ``client.max_buffered_output`` bytes of output per process: beyond it the client stops
-taking pushed events and relies on the server's retention; once the reader has taken half of
-the buffer, it reads the rest back, and output the server evicted meanwhile is reported as
-:class:`OutputLost` in its place.
+``process/closed``. They come from the process's :class:`~._feed.EventFeed`, which the client
+fills (and which bounds what it buffers: see there). Requests go through the
+:class:`~._host.ProcessHost` the client implements. The output streams, callbacks and
+``expect`` read the same feed through one :class:`~._streams.OutputDemux`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import re
 import secrets
 import signal as _signal
-import typing
-from collections import deque
-from typing import TYPE_CHECKING, Generic
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic
 
 import pybase64
-from exec_server_protocol import EmptyResult, ErrorCode
+from exec_server_protocol import EmptyResult, WriteId
 from exec_server_protocol.process import (
-    ReadParams,
-    ReadResult,
     ResizeParams,
     SignalName,
     SignalParams,
@@ -37,34 +31,15 @@ from exec_server_protocol.process import (
     WriteResult,
 )
 
-from ..exceptions import (
-    ConnectionLost,
-    ExecServerError,
-    OutputLost,
-    RemoteError,
-    SandboxDenied,
-    StdinClosed,
-)
-from ._events import ClosedEvent, Event, ExitEvent, LostMarker, OutputEvent
-from ._reassembly import Released, SeqReassembler
+from ..exceptions import OutputLost, SandboxDenied, StdinClosed
+from ._events import Event, ExitEvent, OutputEvent
+from ._feed import TAIL_BYTES, EventFeed
+from ._host import ProcessHost
+from ._streams import Expected, OutputDemux, OutputStream, S, expect
 
-if TYPE_CHECKING:
-    from typing_extensions import TypeVar
-
-    from ._client import Client
-    from ._streams import Expected, OutputStream, _Demux
-
-    S = TypeVar("S", str, bytes, default=bytes)
-    """What the output streams of a process yield: bytes, or str for ``text=True``."""
-else:
-    S = typing.TypeVar("S", str, bytes)
-
-__all__ = ["Process"]
+__all__ = ["TAIL_BYTES", "Process", "SandboxDeniedHandler"]
 
 log = logging.getLogger("exec_server.client")
-
-TAIL_BYTES = 4096
-"""Output kept for :class:`SandboxDenied`'s ``output_tail``."""
 
 _SIGNALS: dict[int, SignalName] = {
     _signal.SIGINT: "interrupt",
@@ -76,7 +51,6 @@ _SIGNALS: dict[int, SignalName] = {
     _signal.SIGUSR2: "user2",
 }
 _STARTING_RETRIES = 50
-MIN_READ_PAGE = 1024
 
 
 class Process(Generic[S]):
@@ -86,47 +60,68 @@ class Process(Generic[S]):
         process_id: its id in the session.
         sandbox_type: what ``process/start`` answered (None for an attached process, or when
             the start response was lost in a reconnect).
-        returncode: the exit code once the exit event was delivered, else None.
+        returncode: the exit code once the exit is known, else None.
         exit: the exit event, once delivered.
+        args: the command (empty for an attached process whose argv the server did not say).
     """
 
-    def __init__(self, client: Client, process_id: str, *, after_seq: int = 0) -> None:
-        self._client = client
-        self.process_id = process_id
+    def __init__(
+        self,
+        host: ProcessHost,
+        feed: EventFeed,
+        *,
+        args: Sequence[str] = (),
+        has_stdin: bool | None = None,
+        text: tuple[str, str] | None = None,
+        on_stdout: Callable[[Any], object] | None = None,
+        on_stderr: Callable[[Any], object] | None = None,
+    ) -> None:
+        """Made by the client (a test may pass a host of its own).
+
+        Args:
+            host: the client, as its processes use it.
+            feed: the process's events.
+            args: the command.
+            has_stdin: whether it was started with a stdin (a pipe or a tty); None: not known.
+            text: ``(encoding, errors)`` to make the streams yield ``str``.
+            on_stdout, on_stderr: called with each chunk of that stream (see
+                ``Client.start``).
+        """
+        self._host = host
+        self._feed = feed
+        self.process_id = feed.process_id
         self.sandbox_type: str | None = None
-        self.returncode: int | None = None
-        self.exit: ExitEvent | None = None
-        self._reasm = SeqReassembler()
-        self._reasm.delivered = after_seq
-        self._events: deque[OutputEvent | ExitEvent | ClosedEvent | LostMarker] = deque()
-        self._ended = False
-        self._failure: ExecServerError | None = None
-        self._waiters: list[asyncio.Future[None]] = []
-        self._catch_up: asyncio.Task[None] | None = None
-        self._tail = bytearray()
+        self.args = list(args)
+        self._has_stdin = has_stdin
+        self._text = text
         self._write_prefix = secrets.token_hex(4)
         self._write_ids = itertools.count(1)
-        self._text: tuple[str, str] | None = None
-        self.args: list[str] = []
-        """The command (empty for an attached process whose argv the server did not say)."""
-        self._demux: _Demux | None = None
-        self._buffered = 0
-        """Output bytes delivered but not yet iterated."""
-        self._held = False
-        """Over ``client.max_buffered_output``: pushed events are dropped (the server retains
-        them) until the reader takes enough; then a catch-up read fetches them, and what the
-        server evicted meanwhile is reported as :class:`OutputLost`."""
-        self._held_exit: ExitEvent | None = None
-        """An exit pushed while held (for :meth:`wait`; the event stream gets it on resume)."""
+        self._demux: OutputDemux | None = None
         self._output_streams: dict[str, OutputStream[S]] = {}
-        self._has_stdin: bool | None = None
-        """Whether it was started with a stdin (a pipe or a tty); None: not known here."""
+        if on_stdout is not None or on_stderr is not None:
+            self._demuxed().set_callbacks(on_stdout, on_stderr, text)
 
     def __repr__(self) -> str:
         return f"<Process {self.process_id} returncode={self.returncode}>"
 
-    def _set_text(self, encoding: str, errors: str) -> None:
-        self._text = (encoding, errors)
+    @property
+    def exit(self) -> ExitEvent | None:
+        return self._feed.exit
+
+    @property
+    def returncode(self) -> int | None:
+        known = self._feed.known_exit
+        return None if known is None else known.exit_code
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server's last event (``process/closed``) was delivered."""
+        return self._feed.closed
+
+    @property
+    def last_seq(self) -> int:
+        """The highest seq delivered (pass it to ``attach(after_seq=...)`` to continue)."""
+        return self._feed.last_seq
 
     # ------------------------------------------------------------------ streams
 
@@ -142,12 +137,15 @@ class Process(Generic[S]):
         """Standard error as a stream (see :attr:`stdout`)."""
         return self._stream("stderr")
 
-    def _stream(self, name: str) -> OutputStream[S]:
-        from ._streams import OutputStream, demux_of
+    def _demuxed(self) -> OutputDemux:
+        if self._demux is None:
+            self._demux = OutputDemux(self._feed)
+        return self._demux
 
+    def _stream(self, name: str) -> OutputStream[S]:
         streams = self._output_streams
         if name not in streams:
-            streams[name] = OutputStream(demux_of(self), name, self._text)
+            streams[name] = OutputStream(self._demuxed(), name, self._text)
         return streams[name]
 
     async def expect(
@@ -163,128 +161,9 @@ class Process(Generic[S]):
             TimeoutError: ``timeout`` passed (nothing is consumed).
             EOFError: the output ended without a match.
         """
-        from ._streams import expect
+        return await expect(self._demuxed(), self.process_id, pattern, timeout)
 
-        return await expect(self, pattern, timeout)
-
-    @property
-    def closed(self) -> bool:
-        """Whether the server's last event (``process/closed``) was delivered."""
-        return self._reasm.closed
-
-    @property
-    def last_seq(self) -> int:
-        """The highest seq delivered (pass it to ``attach(after_seq=...)`` to continue)."""
-        return self._reasm.delivered
-
-    # ------------------------------------------------------------------ events in
-
-    def _push(self, event: OutputEvent | ExitEvent | ClosedEvent) -> None:
-        if self._held:
-            # Over the buffer cap: the server keeps what it retains; read back on resume.
-            if isinstance(event, ExitEvent) and self._held_exit is None:
-                self._held_exit = event
-                self._wake()
-            return
-        self._deliver(self._reasm.push(event))
-        if self._reasm.has_gap:
-            self._ensure_catch_up()
-
-    def _deliver(self, released: list[Released]) -> None:
-        if not released:
-            return
-        for event in released:
-            if isinstance(event, OutputEvent):
-                self._buffered += len(event.data)
-                tail = self._tail
-                tail += event.data
-                if len(tail) > 2 * TAIL_BYTES:
-                    del tail[:-TAIL_BYTES]
-            elif isinstance(event, ExitEvent):
-                self.exit = event
-                self.returncode = event.exit_code
-            self._events.append(event)
-        if self._reasm.closed:
-            self._client._forget(self)
-        elif self._buffered > self._client.max_buffered_output:
-            self._held = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
-
-    async def _changed(self) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        try:
-            await fut
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(fut)
-
-    def _fail(self, exc: ExecServerError) -> None:
-        if self._failure is None and not self._reasm.closed:
-            self._failure = exc
-        self._cancel_catch_up()
-        self._wake()
-
-    def _ensure_catch_up(self) -> None:
-        if self._reasm.closed or self._failure is not None or self._held:
-            return
-        if self._catch_up is None or self._catch_up.done():
-            self._catch_up = asyncio.ensure_future(self._run_catch_up())
-
-    def _cancel_catch_up(self) -> None:
-        task = self._catch_up
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _run_catch_up(self) -> None:
-        """Read until every event the server has is delivered (or the client failed).
-
-        A read whose connection drops is not re-sent as is: the next one asks for a quarter of
-        the bytes, so a link that keeps dropping still lets a page through (the server always
-        returns at least one chunk); each complete page doubles the size again.
-        """
-        client = self._client
-        page = client.read_page_bytes
-        try:
-            while not self._reasm.closed:
-                after = self._reasm.delivered
-                params = ReadParams(
-                    process_id=self.process_id, after_seq=after, max_bytes=page, wait_ms=0
-                )
-                try:
-                    result = await client._request("process/read", params, ReadResult, retry=False)
-                except ConnectionLost:
-                    if client.failure is not None or self._failure is not None:
-                        return  # the client failed: every process was told already
-                    page = max(MIN_READ_PAGE, page // 4)
-                    continue
-                page = min(client.read_page_bytes, page * 2)
-                released, complete = self._reasm.feed_read(after, result)
-                self._deliver(released)
-                if self._held:
-                    return  # resumed by the reader once it took enough
-                if complete and (not self._reasm.has_gap or not released):
-                    return
-        except ConnectionLost:
-            return
-        except RemoteError as exc:
-            if exc.code == ErrorCode.INVALID_REQUEST and "unknown process" in exc.message:
-                exc = RemoteError(
-                    exc.code,
-                    f"process {self.process_id} is gone from the server (its retention "
-                    f"ended) before events after seq {self._reasm.delivered} were read",
-                )
-            self._fail(exc)
-        except TimeoutError as exc:
-            self._fail(ConnectionLost(f"catch-up read of {self.process_id} failed: {exc}"))
-
-    # ------------------------------------------------------------------ events out
+    # ------------------------------------------------------------------ events
 
     def __aiter__(self) -> Process[S]:
         return self
@@ -298,25 +177,7 @@ class Process(Generic[S]):
                 in the stream; iterating again continues after the lost range).
             ConnectionLost, SessionLost: recovery failed before the process closed.
         """
-        while True:
-            if self._events:
-                event = self._events.popleft()
-                if isinstance(event, OutputEvent):
-                    self._buffered -= len(event.data)
-                    if self._held and self._buffered <= self._client.max_buffered_output // 2:
-                        self._held = False
-                        self._ensure_catch_up()
-                if isinstance(event, ClosedEvent):
-                    self._ended = True
-                    raise StopAsyncIteration
-                if isinstance(event, LostMarker):
-                    raise OutputLost(self.process_id, event.first_seq, event.retained_from_seq)
-                return event
-            if self._ended:
-                raise StopAsyncIteration
-            if self._failure is not None:
-                raise self._failure
-            await self._changed()
+        return await self._feed.next_event()
 
     async def wait(self, *, check_sandbox: bool = True) -> int:
         """Wait for the exit and return its code (128+N when killed by signal N).
@@ -327,19 +188,18 @@ class Process(Generic[S]):
                 decides otherwise).
             ConnectionLost, SessionLost: recovery failed before the exit was known.
         """
-        while self.exit is None and self._held_exit is None:
-            if self._failure is not None and not isinstance(self._failure, OutputLost):
-                raise self._failure
-            await self._changed()
-        if self._demux is not None and self.exit is not None:
+        feed = self._feed
+        while feed.known_exit is None:
+            if feed.failure is not None and not isinstance(feed.failure, OutputLost):
+                raise feed.failure
+            await feed.changed()
+        if self._demux is not None and feed.exit is not None:
             await self._demux.callbacks_reached_exit()
-        exit_event = self.exit or self._held_exit
-        assert exit_event is not None
-        if self.returncode is None:
-            self.returncode = exit_event.exit_code
+        exit_event = feed.known_exit
+        assert exit_event is not None  # known once, known for good
         if check_sandbox and exit_event.sandbox_denied:
-            denied = SandboxDenied(exit_event.exit_code, bytes(self._tail[-TAIL_BYTES:]))
-            handler = self._client.sandbox_denied_handler
+            denied = SandboxDenied(exit_event.exit_code, feed.tail())
+            handler = self._host.sandbox_denied_handler
             if handler is None:
                 raise denied
             return await handler(self, denied)
@@ -348,10 +208,11 @@ class Process(Generic[S]):
     async def wait_closed(self) -> None:
         """Wait until every event was delivered (not consumed) — output of background
         children included."""
-        while not self._reasm.closed:
-            if self._failure is not None:
-                raise self._failure
-            await self._changed()
+        feed = self._feed
+        while not feed.closed:
+            if feed.failure is not None:
+                raise feed.failure
+            await feed.changed()
 
     async def communicate(self, input: bytes | None = None) -> tuple[bytes, bytes]:
         """Write ``input`` (then close stdin), read every event to the end, wait for the exit.
@@ -389,10 +250,10 @@ class Process(Generic[S]):
             params = WriteParams(
                 process_id=self.process_id,
                 chunk=pybase64.b64encode_as_string(data),
-                write_id=write_id,
+                write_id=WriteId(write_id),
                 close_stdin=close_stdin,
             )
-            result = await self._client._request("process/write", params, WriteResult)
+            result = await self._host.request("process/write", params, WriteResult)
             status = result.status
             if status != "starting":
                 break
@@ -423,7 +284,7 @@ class Process(Generic[S]):
                 raise ValueError(f"signal {sig} cannot be sent over the protocol") from None
         else:
             name = sig
-        await self._client._request(
+        await self._host.request(
             "process/signal", SignalParams(process_id=self.process_id, signal=name), EmptyResult
         )
 
@@ -436,7 +297,7 @@ class Process(Generic[S]):
         Returns:
             Whether it was still running as far as this client knows.
         """
-        if not self._client._capability("processExtraSignals"):
+        if not self._host.capability("processExtraSignals"):
             return await self.kill()
         running = self.exit is None
         await self.send_signal("terminate")
@@ -449,15 +310,20 @@ class Process(Generic[S]):
         Returns:
             Whether it was still running.
         """
-        result = await self._client._request(
+        result = await self._host.request(
             "process/terminate", TerminateParams(process_id=self.process_id), TerminateResult
         )
         return result.running
 
     async def resize(self, rows: int, cols: int) -> None:
         """Resize the terminal of a tty process."""
-        await self._client._request(
+        await self._host.request(
             "process/resize",
             ResizeParams(process_id=self.process_id, rows=rows, cols=cols),
             EmptyResult,
         )
+
+
+SandboxDeniedHandler = Callable[[Process[Any], SandboxDenied], Awaitable[int]]
+"""Called by :meth:`Process.wait` when the server reported ``sandboxDenied``; its result is
+returned by ``wait()`` (e.g. the exit code of an approved, unsandboxed retry). Raise to refuse."""

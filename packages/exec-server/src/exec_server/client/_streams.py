@@ -2,8 +2,9 @@
 ``readuntil``, ``read``, line iteration), ``on_stdout=`` / ``on_stderr=`` callbacks and
 ``proc.expect(pattern)``.
 
-One :class:`_Demux` per process is the only consumer of its events once a stream, a callback or
-``expect`` is used: it pulls the next event when a reader needs more, appends the chunk to the
+One :class:`OutputDemux` per process is the only consumer of its events once a stream, a
+callback or ``expect`` is used: it pulls the next event from the process's
+:class:`~._feed.EventFeed` when a reader needs more, appends the chunk to the
 buffer of its stream (a tty's output is stdout) or hands it to that stream's callback, and
 leaves the exit to :meth:`Process.wait`. Do not iterate the process's events yourself as well
 (each event is delivered once: either there or here). Whatever a read does not take stays
@@ -16,19 +17,24 @@ from __future__ import annotations
 import asyncio
 import codecs
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic
 
 from ..exceptions import ExecServerError
 from ._events import ExitEvent, OutputEvent
+from ._feed import EventFeed
 
 if TYPE_CHECKING:
-    from ._process import Process, S
-else:
-    from ._process import S
+    from typing_extensions import TypeVar
 
-__all__ = ["Expected", "OutputStream"]
+    S = TypeVar("S", str, bytes, default=bytes)
+    """What the output streams of a process yield: bytes, or str for ``text=True``."""
+else:
+    S = typing.TypeVar("S", str, bytes)
+
+__all__ = ["Expected", "OutputDemux", "OutputStream", "S", "expect"]
 
 Callback = Callable[[Any], object]
 
@@ -46,9 +52,11 @@ class Expected:
     match: re.Match[bytes]
 
 
-class _Demux:
-    def __init__(self, proc: Process[Any]) -> None:
-        self._proc = proc
+class OutputDemux:
+    """The consumer of one process's events for its streams, callbacks and ``expect``."""
+
+    def __init__(self, feed: EventFeed) -> None:
+        self._feed = feed
         self.buffers = {"stdout": bytearray(), "stderr": bytearray()}
         self.eof = False
         self._lock = asyncio.Lock()
@@ -60,7 +68,7 @@ class _Demux:
         """Pull events until ``ready()`` or the end.
 
         Raises:
-            OutputLost, ConnectionLost, SessionLost: as iterating the process raises them
+            OutputLost, ConnectionLost, SessionLost: as iterating the events raises them
                 (reading again continues after an OutputLost).
         """
         while not ready() and not self.eof:
@@ -68,7 +76,7 @@ class _Demux:
                 if ready() or self.eof:
                     return
                 try:
-                    event = await anext(self._proc)
+                    event = await self._feed.next_event()
                 except StopAsyncIteration:
                     self.eof = True
                     return
@@ -115,7 +123,7 @@ class _Demux:
             try:
                 await self.fill(lambda: False)
             except ExecServerError:
-                if self._proc._failure is not None:
+                if self._feed.failure is not None:
                     return  # the client failed: wait() raises it
                 continue  # OutputLost: the rest still comes
 
@@ -134,18 +142,11 @@ class _TextCallback:
             self._callback(decoded)
 
 
-def demux_of(proc: Process[Any]) -> _Demux:
-    demux: _Demux | None = proc._demux
-    if demux is None:
-        demux = proc._demux = _Demux(proc)
-    return demux
-
-
 class OutputStream(Generic[S]):
     """One output stream of a process (``proc.stdout`` or ``proc.stderr``), in the spirit of
     :class:`asyncio.StreamReader`; ``str`` for a process started with ``text=True``."""
 
-    def __init__(self, demux: _Demux, name: str, text: tuple[str, str] | None) -> None:
+    def __init__(self, demux: OutputDemux, name: str, text: tuple[str, str] | None) -> None:
         self._demux = demux
         self._buffer = demux.buffers[name]
         self._text = text
@@ -228,11 +229,13 @@ class OutputStream(Generic[S]):
 
 
 async def expect(
-    proc: Process[Any], pattern: bytes | re.Pattern[bytes], timeout: float | None
+    demux: OutputDemux,
+    process_id: str,
+    pattern: bytes | re.Pattern[bytes],
+    timeout: float | None,
 ) -> Expected:
     """See :meth:`Process.expect`."""
     regex = re.compile(re.escape(pattern)) if isinstance(pattern, bytes) else pattern
-    demux = demux_of(proc)
     buf = demux.buffers["stdout"]
     found: list[re.Match[bytes]] = []
 
@@ -245,7 +248,7 @@ async def expect(
     async with asyncio.timeout(timeout):
         await demux.fill(ready)
     if not found and not ready():
-        raise EOFError(f"the output of {proc.process_id} ended before {regex.pattern!r} appeared")
+        raise EOFError(f"the output of {process_id} ended before {regex.pattern!r} appeared")
     m = found[-1]
     snapshot = bytes(buf[: m.end()])
     del buf[: m.end()]

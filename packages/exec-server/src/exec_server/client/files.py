@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pybase64
-from exec_server_protocol import EmptyResult
+from exec_server_protocol import EmptyResult, HandleId
 from exec_server_protocol.fs import (
     CloseParams,
     CopyParams,
@@ -369,7 +369,7 @@ class Files:
         """
         if mode not in ("rb", "wb"):
             raise ValueError(f"mode must be 'rb' or 'wb', not {mode!r}")
-        handle_id = self._next_id("h")
+        handle_id = HandleId(self._next_id("h"))
         params = OpenParams(
             handle_id=handle_id,
             path=to_uri(path),
@@ -386,7 +386,7 @@ class RemoteFile:
 
     def __init__(self, files: Files, handle_id: str, path: str, mode: str) -> None:
         self._files = files
-        self._handle_id = handle_id
+        self._handle_id = HandleId(handle_id)
         self.name = path
         self.mode = mode
         self._offset = 0

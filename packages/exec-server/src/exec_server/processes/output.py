@@ -1,10 +1,9 @@
-"""Output pumps: read a child's output descriptors as they become readable, and the
-``process/output`` frames built from each read.
+"""Output pumps: read a child's output descriptors as they become readable.
 
 Readers are plain ``add_reader`` callbacks on non-blocking descriptors: no task per process.
 Each read lands in one buffer shared by every pump (the loop runs one callback at a time and
-each read is encoded before the callback returns), and its frame is built directly as bytes
-(:class:`OutputFrames`, the fast path: a 64 KiB chunk costs one base64 encoding and no JSON
+each read is encoded before the callback returns); the process builds its frame with the
+protocol's fast path (``output_frame``: a 64 KiB chunk costs one base64 encoding and no JSON
 encoder).
 """
 
@@ -16,10 +15,9 @@ import logging
 import os
 from collections.abc import Callable
 
-import orjson
 import pybase64
 
-__all__ = ["READ_SIZE", "OutputFrames", "OutputPumps"]
+__all__ = ["READ_SIZE", "OutputPumps"]
 
 log = logging.getLogger("exec_server.process")
 
@@ -31,31 +29,8 @@ server and the client overlap."""
 _READ_BUFFER = bytearray(READ_SIZE)
 _READ_VIEW = memoryview(_READ_BUFFER)
 _READ_BUFFERS = [_READ_BUFFER]
-_STREAM_PARTS = {
-    name: b',"stream":"' + name.encode() + b'","chunk":"' for name in ("stdout", "stderr", "pty")
-}
 _DRAIN_READS = 64
 """Reads per stream at most when draining what the pipes hold (their capacity)."""
-
-
-class OutputFrames:
-    """The ``process/output`` notifications of one process, built as bytes.
-
-    A frame goes out as the parts :meth:`parts` returns (the transport joins them): the
-    per-process prefix first and the base64 chunk fourth, which the audit relies on.
-    """
-
-    __slots__ = ("_prefix",)
-
-    def __init__(self, process_id: str) -> None:
-        self._prefix = (
-            b'{"method":"process/output","params":{"processId":'
-            + orjson.dumps(process_id)
-            + b',"seq":'
-        )
-
-    def parts(self, seq: int, stream: str, b64: bytes) -> tuple[bytes, ...]:
-        return (self._prefix, str(seq).encode(), _STREAM_PARTS[stream], b64, b'"}}')
 
 
 OnOutput = Callable[[str, bytes, int], None]

@@ -4,7 +4,7 @@ Lifecycle, in seq order: output chunks (``process/output``), then ``process/exit
 exit status is known *and* what the process's own pipes already hold has been read, then
 ``process/closed`` once every output stream reached EOF. The concerns live in their own
 modules, composed here: :mod:`.spawn` (pipes or pty, cgroup join, ``Popen``), :mod:`.output`
-(pumps and output frames), :mod:`.stdin` (the write queue), :mod:`.exit` (reaping through a
+(pumps), :mod:`.stdin` (the write queue), :mod:`.exit` (reaping through a
 pidfd) and :class:`~.tree.ProcessTree` (signals and kill of the whole tree).
 """
 
@@ -21,7 +21,13 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from exec_server_protocol import encode_notification
+from exec_server_protocol import (
+    ProcessId,
+    Seq,
+    encode_notification,
+    output_frame,
+    output_prefix,
+)
 from exec_server_protocol.process import (
     OutputChunk,
     ProcessClosedNotification,
@@ -33,7 +39,7 @@ from exec_server_protocol.process import (
 from ..exceptions import NotATty
 from ..metrics import METRICS
 from .exit import SIGNALS, ExitStatus, ExitWatch
-from .output import OutputFrames, OutputPumps
+from .output import OutputPumps
 from .ring import OutputRing
 from .spawn import SpawnSpec, start_child
 from .stdin import StdinWriter
@@ -79,12 +85,12 @@ class ManagedProcess:
         "_emit",
         "_exit_pending",
         "_exit_watch",
-        "_frames",
         "_held_master",
         "_loop",
         "_on_closed",
         "_on_retained",
         "_popen",
+        "_prefix",
         "_pty_timer",
         "_pumps",
         "_session_id",
@@ -127,7 +133,7 @@ class ManagedProcess:
         self._on_retained = on_retained
         self._denial_check = denial_check
         self._session_id = session_id
-        self._frames = OutputFrames(process_id)
+        self._prefix = output_prefix(process_id)
         self.pid = 0
         self.tty = False
         self._popen: subprocess.Popen[bytes] | None = None
@@ -189,7 +195,7 @@ class ManagedProcess:
         seq = self.ring.append_encoded(stream, b64, size)
         if self._on_retained is not None:
             self._on_retained(self, self.ring.size - before)
-        self._emit(*self._frames.parts(seq, stream, b64))
+        self._emit(*output_frame(self._prefix, seq, stream, b64))
         self._wake()
 
     def _on_eof(self, fd: int) -> None:
@@ -270,8 +276,8 @@ class ManagedProcess:
             encode_notification(
                 "process/exited",
                 ProcessExitedNotification(
-                    process_id=self.process_id,
-                    seq=self.exit_seq,
+                    process_id=ProcessId(self.process_id),
+                    seq=Seq(self.exit_seq),
                     exit_code=code,
                     sandbox_denied=self.sandbox_denied,
                     signal=self.signal_name,
@@ -298,7 +304,8 @@ class ManagedProcess:
         seq = self.ring.next()
         self._emit(
             encode_notification(
-                "process/closed", ProcessClosedNotification(process_id=self.process_id, seq=seq)
+                "process/closed",
+                ProcessClosedNotification(process_id=ProcessId(self.process_id), seq=Seq(seq)),
             )
         )
         if self._stdin is not None:

@@ -1,4 +1,4 @@
-"""The Linux sandbox: intent (docs/protocol.md, "Sandbox") -> kernel enforcement, and the
+"""The Linux sandbox: intent (docs/protocol.md §8) -> kernel enforcement, and the
 denial heuristic.
 
 Mechanism (``_spawn`` has the order and the reasons): a user namespace (none needed when the

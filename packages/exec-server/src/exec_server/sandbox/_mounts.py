@@ -1,6 +1,6 @@
 """The command's view of the file system, made in a private mount namespace.
 
-Rules (docs/protocol.md, "Sandbox"): when writes are restricted, every mount of the host is
+Rules (docs/protocol.md §8): when writes are restricted, every mount of the host is
 remounted read-only in the command's namespace — so nothing outside the writable roots changes,
 metadata (mode, owner, times, extended attributes) included, and a write answers "Read-only file
 system" like the reference's bubblewrap. Each writable root is then bound onto itself and made
