@@ -125,16 +125,10 @@ def test_the_full_samples_set_every_field() -> None:
     assert value.pty_size is not None and value.sandbox is not None and value.arg0 is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: StartParams.managed_network is `Raw | None`, which msgspec decodes "
-    "from null only, so a process/start with a managedNetwork object (the reference accepts "
-    "one) is refused with -32602",
-)
 def test_a_start_with_a_managed_network_object_decodes() -> None:
     params_type = METHODS["process/start"].params
     value = samples(params_type)[1]
-    value.managed_network = msgspec.Raw(b'{"allowedDomains":[]}')
+    value.managed_network = {"allowedDomains": ["example.com"]}
     msg = decode_message(encode_request(1, "process/start", value))
     assert isinstance(msg, IncomingRequest)
     assert decode_params(msg.params, params_type) == value

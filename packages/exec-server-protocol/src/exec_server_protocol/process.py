@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -74,7 +74,9 @@ class StartParams(Params):
     env_policy: EnvPolicy | None = None
     sandbox: SandboxIntent | None = None
     enforce_managed_network: bool = False
-    managed_network: msgspec.Raw | None = None
+    managed_network: dict[str, Any] | None = None
+    """Accepted and not enforced (the executor has no managed network proxy); an object like
+    the reference's, or null."""
     pty_size: PtySize | None = None
     """[ours] initial terminal size for `tty` processes (default 24x80)."""
 
