@@ -24,7 +24,13 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from .auth import CapabilityToken, SignedBearerToken, read_secret_file
-from .server import MAX_REQUESTS_IN_FLIGHT, Server, ServerConfig, add_signal_handler
+from .server import (
+    MAX_REQUESTS_IN_FLIGHT,
+    Server,
+    ServerConfig,
+    add_signal_handler,
+    remove_signal_handlers,
+)
 from .transport import AcceptErrorHandler, TlsCertificate
 from .transport.stdio import serve_stdio
 
@@ -560,6 +566,7 @@ async def _run(args: argparse.Namespace, config: ServerConfig) -> int:
                 await _drain(server, stop, config.drain_timeout)
     finally:
         await server.aclose()
+        remove_signal_handlers()
     return 0
 
 

@@ -376,9 +376,24 @@ def add_signal_handler(sig: int, callback: Callable[..., object], *args: object)
     the warning, each time a handler is added: hence this wrapper for every handler.)
     """
     asyncio.get_running_loop().add_signal_handler(sig, callback, *args)
+    _HANDLED_SIGNALS.add(sig)
     wakeup = signal.set_wakeup_fd(-1)
     if wakeup != -1:
         signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
+
+
+_HANDLED_SIGNALS: set[int] = set()
+
+
+def remove_signal_handlers() -> None:
+    """Remove every handler :func:`add_signal_handler` added, which also stops the wakeup
+    writes. Call it before the loop closes: ``loop.close()`` closes its wakeup socket first
+    and removes the handlers after, so a signal in between (SIGCHLD of a child killed at
+    shutdown) is written to a closed descriptor and Python prints a traceback for it."""
+    loop = asyncio.get_running_loop()
+    for sig in list(_HANDLED_SIGNALS):
+        loop.remove_signal_handler(sig)
+        _HANDLED_SIGNALS.discard(sig)
 
 
 class Server:
