@@ -109,8 +109,13 @@ def test_ctrl_c_in_a_script_inside_sync_run_leaves_nothing_remote(
             """
         )
     )
+    # As from a terminal: Ctrl-C is a KeyboardInterrupt even where this test runs with SIGINT
+    # inherited ignored (under a background job of a non-interactive shell, as in CI).
     child = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert child.stdout is not None
