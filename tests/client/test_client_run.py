@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from exec_server.client import Client, SyncClient, connect
 from exec_server.client._run import TimeoutExpired
+from exec_server.testing import FaultProxy
 from exec_server_protocol.process import EnvPolicy
 
 from tests.support import BackgroundServer, process_running, wait_until
@@ -78,6 +79,22 @@ async def test_cancelling_a_run_kills_the_remote_process(ec: Client) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     await wait_until(lambda: not process_running(f"sleep {marker}"), timeout=1)
+
+
+async def test_cancelling_a_run_before_its_start_is_answered_kills_the_process(
+    server: BackgroundServer,
+) -> None:
+    # The answer to process/start is held back: the client is cancelled knowing only the id
+    # it chose, and must still kill what the server started.
+    async with FaultProxy.for_url(server.url) as proxy, connect(proxy.url) as client:
+        proxy.hold_replies()
+        task = asyncio.ensure_future(client.run(["sleep", "30.85"]))
+        await wait_until(lambda: process_running("sleep 30.85"))
+        task.cancel()
+        proxy.release_replies()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wait_until(lambda: not process_running("sleep 30.85"), timeout=2)
 
 
 async def test_a_str_argv_is_a_type_error(ec: Client) -> None:

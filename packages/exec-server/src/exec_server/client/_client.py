@@ -55,6 +55,7 @@ from exec_server_protocol.process import (
     ReadResult,
     StartParams,
     StartResult,
+    TerminateParams,
 )
 from exec_server_protocol.sandbox import SandboxIntent
 from exec_server_protocol.session import EnvironmentInfo, InitializeParams, InitializeResult
@@ -466,8 +467,7 @@ class Client:
                 "argv must be a list of strings, not a string (e.g. ['sh', '-c', 'echo hi'])"
             )
         if process_id is None:
-            self._counter += 1
-            process_id = f"p-{self._ids}-{self._counter}"
+            process_id = self._new_process_id()
         if process_id in self._feeds:
             raise ValueError(f"process {process_id} is already known to this client")
         if cwd is None:
@@ -634,7 +634,7 @@ class Client:
                 raise TypeError("a str input needs text=True or an encoding")
             input = input.encode(decode, errors or "strict")
         argv = list(argv) if not isinstance(argv, (str, bytes)) else argv
-        proc = await self.start(
+        proc = await self._start_for_run(
             argv,
             cwd=cwd,
             env=env,
@@ -652,6 +652,32 @@ class Client:
             encoding=decode,
             errors=errors,
         )
+
+    def _new_process_id(self) -> str:
+        self._counter += 1
+        return f"p-{self._ids}-{self._counter}"
+
+    async def _start_for_run(
+        self, argv: Argv, *, process_id: str | None = None, **kwargs: Any
+    ) -> Process[bytes]:
+        """``start`` for ``run``: cancelled while the request is out, the process may have
+        started on the server all the same, so it is killed by its id."""
+        process_id = process_id or self._new_process_id()
+        try:
+            proc: Process[bytes] = await self.start(argv, process_id=process_id, **kwargs)
+            return proc
+        except asyncio.CancelledError:
+            await self._kill_by_id(process_id)
+            raise
+
+    async def _kill_by_id(self, process_id: str) -> None:
+        """Kill ``process_id``'s tree if the server has it; never raises. A connection's
+        requests are handled in order, so this comes after a start sent before it."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_run.KILL_GRACE):
+                await self.call(
+                    "process/terminate", TerminateParams(process_id=ProcessId(process_id))
+                )
 
     async def shell(
         self,

@@ -242,9 +242,12 @@ class SyncClient:
             input = input.encode(decode, errors or "strict")
         data = input
 
+        process_id = client._new_process_id()
+
         async def start() -> Process[Any]:
-            return await client.start(
+            return await client._start_for_run(
                 args,
+                process_id=process_id,
                 cwd=cwd,
                 env=env,
                 env_policy=env_policy,
@@ -253,7 +256,13 @@ class SyncClient:
                 pipe_stdin=data is not None and not tty,
             )
 
-        proc = self._call(start, self.call_timeout, f"starting {args!r}")
+        try:
+            proc = self._call(start, self.call_timeout, f"starting {args!r}")
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C while the start was out: it may have started on the server anyway.
+            with contextlib.suppress(Exception):
+                self._call(lambda: client._kill_by_id(process_id), TERMINATE_GRACE, "killing")
+            raise
 
         async def finish() -> subprocess.CompletedProcess[Any]:
             return await _run.finish(

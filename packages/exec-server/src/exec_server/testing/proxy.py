@@ -123,7 +123,10 @@ class _Link:
             else:
                 self._write(self.up, data)
         elif self.down is not None:
-            self._write(self.down, data)
+            if self.proxy.withheld is not None:
+                self.proxy.withheld.append((self, data))
+            else:
+                self._write(self.down, data)
 
     @staticmethod
     def _write(side: _Side, data: bytes) -> None:
@@ -209,6 +212,8 @@ class FaultProxy:
         self.refusing = False
         self.links: set[_Link] = set()
         self.held: list[_Side] = []
+        self.withheld: list[tuple[_Link, bytes]] | None = None
+        """While not None: what the server sent, not yet passed on (see :meth:`hold_replies`)."""
         self._server: asyncio.Server | None = None
         self._rng = random.Random(seed)
         self._random: tuple[int, int, bool] | None = None
@@ -278,6 +283,19 @@ class FaultProxy:
             link.budget = link.forwarded + self._after
         else:
             link.budget = None
+
+    def hold_replies(self) -> None:
+        """Stop passing on what the server sends (it is kept, in order): the client's
+        requests reach the server, their answers wait, as on a link that stalls one way."""
+        if self.withheld is None:
+            self.withheld = []
+
+    def release_replies(self) -> None:
+        """Pass on what :meth:`hold_replies` kept, then forward as usual."""
+        withheld, self.withheld = self.withheld or [], None
+        for link, data in withheld:
+            if not link.cut and link.down is not None:
+                link._write(link.down, data)
 
     def cut_all(self, mode: CutMode = "reset") -> int:
         """Cut every open connection now; returns how many were cut."""
