@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import resource
 import signal
@@ -56,42 +57,77 @@ class ExitStatus:
         return cls(code, signal_name, usage)
 
 
+POLL_FIRST_S = 0.001
+POLL_MAX_S = 0.05
+"""Without pidfds (kernels before 5.3, gVisor): the child is polled, first after 1 ms, then
+twice as long each time up to 50 ms (a short command is seen ending quickly, a long one costs
+twenty ``wait4`` calls a second)."""
+
+_pidfds = [hasattr(os, "pidfd_open")]
+"""Whether pidfds work here (cleared at the first ENOSYS, then every watch polls)."""
+
+
 class ExitWatch:
-    """Reaps one child as soon as it ends (its pidfd becomes readable), without a task.
+    """Reaps one child as soon as it ends (its pidfd becomes readable), without a task; where
+    the kernel has no pidfds, by polling (see :data:`POLL_MAX_S`).
 
     Args:
         pid: the child.
         on_exit: called once with its :class:`ExitStatus`, after it was reaped.
     """
 
-    __slots__ = ("_loop", "_on_exit", "_pid", "_pidfd", "_started")
+    __slots__ = ("_done", "_loop", "_on_exit", "_pid", "_pidfd", "_poll", "_started")
 
     def __init__(self, pid: int, on_exit: Callable[[ExitStatus], None]) -> None:
         self._loop = asyncio.get_running_loop()
         self._pid = pid
         self._on_exit = on_exit
         self._started = time.monotonic()
-        self._pidfd = os.pidfd_open(pid)
-        self._loop.add_reader(self._pidfd, self._on_readable)
+        self._done = False
+        self._pidfd = -1
+        self._poll: asyncio.TimerHandle | None = None
+        if _pidfds[0]:
+            try:
+                self._pidfd = os.pidfd_open(pid)
+            except OSError as exc:
+                if exc.errno != errno.ENOSYS:
+                    raise
+                _pidfds[0] = False
+        if self._pidfd >= 0:
+            self._loop.add_reader(self._pidfd, self._on_readable)
+        else:
+            self._poll = self._loop.call_later(POLL_FIRST_S, self._on_poll, POLL_FIRST_S)
 
     @property
     def reaped(self) -> bool:
-        return self._pidfd < 0
+        return self._done
 
-    def _on_readable(self) -> None:
+    def _on_poll(self, interval: float) -> None:
+        self._poll = None
+        if not self._on_readable():
+            interval = min(interval * 2, POLL_MAX_S)
+            self._poll = self._loop.call_later(interval, self._on_poll, interval)
+
+    def _on_readable(self) -> bool:
+        """Reap the child if it ended; returns whether it did."""
         try:
             pid, status, rusage = os.wait4(self._pid, os.WNOHANG)
         except ChildProcessError:
             exit_status = ExitStatus(None)  # reaped elsewhere: its status is gone
         else:
             if pid == 0:
-                return
+                return False
             wall_ms = int((time.monotonic() - self._started) * 1000)
             exit_status = ExitStatus.from_wait(status, rusage, wall_ms)
         self._close()
         self._on_exit(exit_status)
+        return True
 
     def _close(self) -> None:
+        self._done = True
+        if self._poll is not None:
+            self._poll.cancel()
+            self._poll = None
         if self._pidfd >= 0:
             self._loop.remove_reader(self._pidfd)
             os.close(self._pidfd)
@@ -100,7 +136,7 @@ class ExitWatch:
     def forget(self, on_reaped: Callable[[], None] | None = None) -> None:
         """Stop reporting the exit; a child not reaped yet is still reaped when it ends (so no
         zombie is left), and then ``on_reaped`` is called — at once if it was reaped."""
-        if self._pidfd < 0:
+        if self._done:
             if on_reaped is not None:
                 on_reaped()
             return

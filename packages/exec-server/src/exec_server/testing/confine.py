@@ -1,13 +1,15 @@
 """Run a command on a *simulated* poorer host: kernel features hidden.
 
-``python -m exec_server.testing.confine [--hide-landlock] [--refuse-user-namespaces] --
-COMMAND ...`` installs a seccomp filter on itself and execs ``COMMAND``
-(the filter is inherited by everything the command starts), so a server started this way sees
-the host its users have rather than this development machine:
+``python -m exec_server.testing.confine [--hide-landlock] [--hide-pidfd]
+[--refuse-user-namespaces] -- COMMAND ...`` installs a seccomp filter on itself and execs
+``COMMAND`` (the filter is inherited by everything the command starts), so a server started this
+way sees the host its users have rather than this development machine:
 
 - ``--hide-landlock``: ``landlock_create_ruleset``, ``landlock_add_rule`` and
   ``landlock_restrict_self`` answer ENOSYS, exactly what a kernel without Landlock answers
   (Debian 12 before a backport, RHEL 9 by default, gVisor).
+- ``--hide-pidfd``: ``pidfd_open``, ``pidfd_send_signal`` and ``pidfd_getfd`` answer ENOSYS, as
+  on kernels before 5.3 (Debian 10's 4.19, RHEL 8's 4.18) and in gVisor.
 - ``--refuse-user-namespaces``: ``unshare`` and ``clone`` with ``CLONE_NEWUSER`` answer EPERM and
   ``clone3`` ENOSYS (its flags are out of seccomp's reach; C libraries fall back to ``clone``),
   as with ``kernel.unprivileged_userns_clone=0``, an AppArmor restriction, or Docker's default
@@ -42,9 +44,14 @@ _LANDLOCK = tuple(
     GENERIC_SYSCALLS[name]
     for name in ("landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self")
 )
+_PIDFD = tuple(
+    GENERIC_SYSCALLS[name] for name in ("pidfd_open", "pidfd_send_signal", "pidfd_getfd")
+)
 
 
-def build_confinement(*, hide_landlock: bool, refuse_user_namespaces: bool) -> bytes:
+def build_confinement(
+    *, hide_landlock: bool, refuse_user_namespaces: bool, hide_pidfd: bool = False
+) -> bytes:
     """The packed seccomp program for these options (for this machine's architecture)."""
     table = SYSCALLS_BY_ARCH[_kernel.ARCH or "x86_64"]
     p: list[_Op | _Jump | str] = [
@@ -54,6 +61,8 @@ def build_confinement(*, hide_landlock: bool, refuse_user_namespaces: bool) -> b
     ]
     if hide_landlock:
         p += [_Jump(_JEQ_K, nr, "enosys", None) for nr in _LANDLOCK]
+    if hide_pidfd:
+        p += [_Jump(_JEQ_K, nr, "enosys", None) for nr in _PIDFD]
     if refuse_user_namespaces:
         p += [
             _Jump(_JEQ_K, table["clone3"], "enosys", None),
@@ -110,18 +119,20 @@ def own_root() -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m exec_server.testing.confine")
     parser.add_argument("--hide-landlock", action="store_true")
+    parser.add_argument("--hide-pidfd", action="store_true")
     parser.add_argument("--refuse-user-namespaces", action="store_true")
     parser.add_argument("--own-root", action="store_true")
     parser.add_argument("command", nargs="+")
     args = parser.parse_args(argv)
     if args.own_root:
         own_root()
-    if args.hide_landlock or args.refuse_user_namespaces:
+    if args.hide_landlock or args.hide_pidfd or args.refuse_user_namespaces:
         _kernel.set_no_new_privs()
         _kernel.seccomp_set_filter(
             build_confinement(
                 hide_landlock=args.hide_landlock,
                 refuse_user_namespaces=args.refuse_user_namespaces,
+                hide_pidfd=args.hide_pidfd,
             )
         )
     try:
