@@ -133,13 +133,14 @@ class ServerSession(Session["ClientConnection"]):
         principal: Principal,
     ) -> None:
         super().__init__(session_id, connection, owner=principal)
+        self.audit = ProcessAudit(session_id, principal)
         self.processes = ProcessTable(
             server.process_config,
             self.emit,
             session_id,
             attached=lambda: self.connection is not None,
+            on_exited=self.audit.process_exited,
         )
-        self.audit = ProcessAudit(session_id, principal)
         self._stop_grace = server.config.stop_grace
         self._max_fs_handles = server.config.max_fs_handles
         self._fs: FsService | None = None
@@ -147,7 +148,6 @@ class ServerSession(Session["ClientConnection"]):
         """Resolved when the current attachment is taken over (long polls end on it)."""
 
     def emit(self, *parts: bytes) -> None:
-        self.audit.observe(parts)
         conn = self.connection
         if conn is not None:
             conn.send(*parts)

@@ -88,6 +88,7 @@ class ManagedProcess:
         "_held_master",
         "_loop",
         "_on_closed",
+        "_on_exited",
         "_on_retained",
         "_popen",
         "_prefix",
@@ -102,6 +103,7 @@ class ManagedProcess:
         "exit_seq",
         "exited",
         "failure",
+        "output_bytes",
         "pid",
         "process_id",
         "resource_usage",
@@ -120,6 +122,7 @@ class ManagedProcess:
         retention_bytes: int,
         sandboxed: bool = False,
         on_closed: Callable[[ManagedProcess], None] | None = None,
+        on_exited: Callable[[ManagedProcess], None] | None = None,
         denial_check: Callable[[int, bytes], bool] | None = None,
         session_id: str = "",
         on_retained: Callable[[ManagedProcess, int], None] | None = None,
@@ -130,6 +133,7 @@ class ManagedProcess:
         self.ring = OutputRing(retention_bytes)
         self.sandboxed = sandboxed
         self._on_closed = on_closed
+        self._on_exited = on_exited
         self._on_retained = on_retained
         self._denial_check = denial_check
         self._session_id = session_id
@@ -149,6 +153,8 @@ class ManagedProcess:
         self.exited = False
         self.exit_code: int | None = None
         self.exit_seq = 0
+        self.output_bytes = 0
+        """Output read from the process (every stream), before and after its exit."""
         self.signal_name: str | None = None
         self.resource_usage: ResourceUsage | None = None
         self.failure: str | None = None
@@ -192,6 +198,7 @@ class ManagedProcess:
 
     def _record_output(self, stream: str, b64: bytes, size: int) -> None:
         before = self.ring.size
+        self.output_bytes += size
         seq = self.ring.append_encoded(stream, b64, size)
         if self._on_retained is not None:
             self._on_retained(self, self.ring.size - before)
@@ -294,6 +301,8 @@ class ManagedProcess:
                 "signal": self.signal_name,
             },
         )
+        if self._on_exited is not None:
+            self._on_exited(self)
         self._wake()
         self._maybe_close()
 

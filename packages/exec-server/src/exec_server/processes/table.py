@@ -99,8 +99,11 @@ class ProcessTable:
         session_id: str,
         *,
         attached: Callable[[], bool] | None = None,
+        on_exited: Callable[[ManagedProcess], None] | None = None,
     ) -> None:
         self._config = config
+        self._on_exited = on_exited
+        """Told of each exit, after the ``process/exited`` notification (the audit trail)."""
         self._emit = emit
         self._session_id = session_id
         self._attached = attached
@@ -256,6 +259,7 @@ class ProcessTable:
             retention_bytes=self._config.retention_bytes,
             sandboxed=sandboxed,
             on_closed=self._on_closed,
+            on_exited=self._on_exited,
             denial_check=denial_check,
             session_id=self._session_id,
             on_retained=self._on_retained,
