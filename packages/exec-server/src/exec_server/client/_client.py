@@ -69,7 +69,7 @@ from ._errors import translate_start_error
 from ._events import ClosedEvent, ExitEvent, OutputEvent
 from ._feed import EventFeed
 from ._host import ProcessHost
-from ._paths import Argv, RemotePath, native, to_uri
+from ._paths import Argv, RemotePath, argv_list, native, to_uri
 from ._process import Process, SandboxDeniedHandler
 from ._shell import Shell
 from ._state import ClientEvent, ClientState, transition
@@ -462,10 +462,7 @@ class Client:
             CwdNotFound: ``cwd`` does not exist (a :class:`FileNotFoundError`).
             RemoteError: the server refused otherwise (duplicate id, quota, sandbox, ...).
         """
-        if isinstance(argv, (str, bytes)):
-            raise TypeError(
-                "argv must be a list of strings, not a string (e.g. ['sh', '-c', 'echo hi'])"
-            )
+        argv = argv_list(argv)
         if process_id is None:
             process_id = self._new_process_id()
         if process_id in self._feeds:
@@ -628,29 +625,18 @@ class Client:
         Cancelling the awaiting task kills the remote process tree before the cancellation
         propagates.
         """
-        decode = encoding or ("utf-8" if text else None)
-        if isinstance(input, str):
-            if decode is None:
-                raise TypeError("a str input needs text=True or an encoding")
-            input = input.encode(decode, errors or "strict")
-        argv = list(argv) if not isinstance(argv, (str, bytes)) else argv
+        args, data, decode = _run.prepare(argv, input, text, encoding, errors)
         proc = await self._start_for_run(
-            argv,
+            args,
             cwd=cwd,
             env=env,
             env_policy=env_policy,
             sandbox=sandbox,
             tty=tty,
-            pipe_stdin=input is not None and not tty,
+            pipe_stdin=data is not None and not tty,
         )
         return await _run.finish(
-            proc,
-            list(argv),
-            input=input,
-            timeout=timeout,
-            check=check,
-            encoding=decode,
-            errors=errors,
+            proc, args, input=data, timeout=timeout, check=check, encoding=decode, errors=errors
         )
 
     def _new_process_id(self) -> str:

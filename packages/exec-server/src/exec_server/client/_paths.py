@@ -7,9 +7,20 @@ from typing import Union
 
 from exec_server_protocol import InvalidPathUriError, PathUri, format_path_uri, parse_path_uri
 
-__all__ = ["Argv", "RemotePath", "native", "to_uri"]
+__all__ = ["Argv", "RemotePath", "argv_list", "native", "to_uri"]
 
 Argv = list[str] | tuple[str, ...]
+
+
+def argv_list(argv: Argv | str | bytes) -> list[str]:
+    """``argv`` as a list; a str (which would be split into characters) is a TypeError."""
+    if isinstance(argv, (str, bytes)):
+        raise TypeError(
+            "argv must be a list of strings, not a string (e.g. ['sh', '-c', 'echo hi'])"
+        )
+    return list(argv)
+
+
 """A command: a list (or tuple) of strings. Not any ``Sequence[str]``: a ``str`` is one, and
 ``"echo hi"`` would run a program named ``e``."""
 

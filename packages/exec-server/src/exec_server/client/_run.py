@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import OutputLost, SandboxDenied
 from ._events import OutputEvent
+from ._paths import argv_list
 from ._process import TAIL_BYTES
 
 if TYPE_CHECKING:
     from ._process import Process
 
-__all__ = ["KILL_GRACE", "TimeoutExpired", "finish", "kill_and_reap"]
+__all__ = ["KILL_GRACE", "TimeoutExpired", "finish", "kill_and_reap", "prepare"]
 
 KILL_GRACE = 10.0
 """How long a killed command's exit is awaited before giving up on it."""
@@ -35,6 +36,24 @@ class TimeoutExpired(subprocess.TimeoutExpired, TimeoutError):
 
     def __str__(self) -> str:
         return f"{super().__str__()}; the remote process tree was killed"
+
+
+def prepare(
+    argv: Any, input: str | bytes | None, text: bool, encoding: str | None, errors: str | None
+) -> tuple[list[str], bytes | None, str | None]:
+    """``run``'s arguments checked: the argv as a list, the input as bytes, and the encoding
+    the output is decoded with (None: bytes).
+
+    Raises:
+        TypeError: a str argv, or a str input without text or an encoding.
+    """
+    args = argv_list(argv)
+    decode = encoding or ("utf-8" if text else None)
+    if isinstance(input, str):
+        if decode is None:
+            raise TypeError("a str input needs text=True or an encoding")
+        input = input.encode(decode, errors or "strict")
+    return args, input, decode
 
 
 class _Collected:

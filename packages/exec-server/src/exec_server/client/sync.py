@@ -230,18 +230,7 @@ class SyncClient:
             ConnectionLost, SessionLost: the connection could not be recovered.
         """
         client = self._connected()
-        if isinstance(argv, (str, bytes)):
-            raise TypeError(
-                "argv must be a list of strings, not a string (e.g. ['sh', '-c', 'echo hi'])"
-            )
-        args = list(argv)
-        decode = encoding or ("utf-8" if text else None)
-        if isinstance(input, str):
-            if decode is None:
-                raise TypeError("a str input needs text=True or an encoding")
-            input = input.encode(decode, errors or "strict")
-        data = input
-
+        args, data, decode = _run.prepare(argv, input, text, encoding, errors)
         process_id = client._new_process_id()
 
         async def start() -> Process[Any]:
