@@ -30,13 +30,11 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from importlib import metadata
 from typing import Any
 
-import msgspec
-from exec_server_protocol import decode_params
 from exec_server_protocol.process import EnvPolicy
 from exec_server_protocol.sandbox import SandboxIntent
 
 from .client import Client, OutputEvent, Process, connect, connect_stdio
-from .client import _intents as intents
+from .client import sandbox as intents
 from .exceptions import ConnectionLost, ExecServerError, OutputLost, RemoteError, StdinClosed
 
 __all__ = ["main", "version"]
@@ -182,8 +180,7 @@ def _connector(args: argparse.Namespace, *, resume: str | None = None) -> Any:
 def _sandbox_intent(kind: str | None, cwd: str) -> SandboxIntent | None:
     if kind is None:
         return None
-    raw = intents.read_only(cwd) if kind == "read-only" else intents.workspace_write(cwd)
-    return decode_params(msgspec.Raw(msgspec.json.encode(raw)), SandboxIntent)
+    return intents.read_only(cwd) if kind == "read-only" else intents.workspace_write(cwd)
 
 
 # ---------------------------------------------------------------------------- the terminal
