@@ -121,8 +121,22 @@ def argv_option(args: list[str], flag: str) -> str:
 # ---- the vendored CRD, as the API server would apply it --------------------------------------
 
 
+@cache
+def _crd() -> dict[str, Any]:
+    # 400 KiB of YAML: parsed once per test process, with libyaml where PyYAML has it (the pure
+    # Python parser takes seconds).
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd: dict[str, Any] = yaml.load(CRD.read_text(), Loader=loader)  # a safe loader
+    return crd
+
+
+@cache
+def _crd_validator(api_version: str) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(strict(crd_version(api_version)["schema"]["openAPIV3Schema"]))
+
+
 def crd_version(api_version: str) -> dict[str, Any]:
-    crd = yaml.safe_load(CRD.read_text())
+    crd = _crd()  # shared: read, never changed
     group, _, version = api_version.partition("/")
     assert crd["spec"]["group"] == group, f"{CRD.name} is for {crd['spec']['group']}, not {group}"
     for entry in crd["spec"]["versions"]:
@@ -153,8 +167,7 @@ def strict(schema: Any) -> Any:
 
 
 def validate_against_crd(obj: dict[str, Any]) -> None:
-    schema = strict(crd_version(obj["apiVersion"])["schema"]["openAPIV3Schema"])
-    jsonschema.Draft7Validator(schema).validate(obj)
+    _crd_validator(obj["apiVersion"]).validate(obj)
 
 
 def validate_object(obj: dict[str, Any], version: str) -> None:
