@@ -35,6 +35,7 @@ from exec_server_protocol.sandbox import SandboxIntent
 
 from .client import Client, OutputEvent, Process, connect, connect_stdio
 from .client import sandbox as intents
+from .client._run import read_output
 from .exceptions import ConnectionLost, ExecServerError, OutputLost, RemoteError, StdinClosed
 
 __all__ = ["main", "version"]
@@ -336,20 +337,13 @@ async def _stream(
         add_handler(signal.SIGINT, on_interrupt)
     feeder = asyncio.ensure_future(_forward_stdin(proc, stdin)) if forward_stdin else None
 
-    async def show() -> None:
-        events = aiter(proc)
-        while True:
-            try:
-                event = await anext(events)
-            except StopAsyncIteration:
-                return
-            except OutputLost as exc:
-                _note(f"exec-server: {exc}", tty)
-                continue
-            if isinstance(event, OutputEvent):
-                _write_out(2 if event.stream == "stderr" else 1, event.data)
+    def show(event: OutputEvent) -> None:
+        _write_out(2 if event.stream == "stderr" else 1, event.data)
 
-    shown = asyncio.ensure_future(show())
+    def note_lost(exc: OutputLost) -> None:
+        _note(f"exec-server: {exc}", tty)
+
+    shown = asyncio.ensure_future(read_output(proc, show, note_lost))
     given_up = asyncio.ensure_future(done.wait())
     try:
         await asyncio.wait({shown, given_up}, return_when=asyncio.FIRST_COMPLETED)
