@@ -60,6 +60,10 @@ PIPE_AND_PTY = [(case, False) for case in CASES] + [
 ]
 
 
+ON_PIPES_AND_PTY = pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+"""Runs a test once with the command on pipes, once on a pty."""
+
+
 def _ids_of(params: list[tuple[Case, bool]]) -> list[str]:
     return [f"{case.name}-{'pty' if tty else 'pipes'}" for case, tty in params]
 
@@ -108,6 +112,11 @@ async def run(
     return Run(process_id, result["sandboxType"], exited["exitCode"], output, exited, read, later)
 
 
+async def run_in_root(client: RawClient, w: World, command: str, *, tty: bool = False) -> Run:
+    """``run`` of the ``command`` template under the workspace-write intent of the root."""
+    return await run(client, w, w.fmt(command), sandbox=workspace_write(w.root), tty=tty)
+
+
 def _verdicts(r: Run) -> list[bool]:
     return [r.exited["sandboxDenied"], r.read["sandboxDenied"], r.read_after_exit["sandboxDenied"]]
 
@@ -140,13 +149,11 @@ async def test_same_command_started_unsandboxed_through_the_server_does_escape(
     assert _verdicts(r) == [False] * 3
 
 
-@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+@ON_PIPES_AND_PTY
 async def test_workspace_write_command_through_the_server_still_writes_inside_its_root(
     tty: bool, world: World, client: RawClient
 ) -> None:
-    r = await run(
-        client, world, world.fmt(WRITE_INSIDE_COMMAND), sandbox=workspace_write(world.root), tty=tty
-    )
+    r = await run_in_root(client, world, WRITE_INSIDE_COMMAND, tty=tty)
     assert (r.sandbox_type, r.exit_code) == ("linuxSeccomp", 0), r.output
     assert r.output == b"original"
     assert _verdicts(r) == [False] * 3
@@ -202,15 +209,13 @@ def _background_pids(w: World) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+@ON_PIPES_AND_PTY
 async def test_setsid_background_child_of_a_sandboxed_command_dies_with_it(
     tty: bool, world: World, client: RawClient
 ) -> None:
     # The child holds the command's output open, so `closed` can only follow `exited` because
     # the server killed it; it would otherwise wait for the go-file forever.
-    r = await run(
-        client, world, world.fmt(_BACKGROUND), sandbox=workspace_write(world.root), tty=tty
-    )
+    r = await run_in_root(client, world, _BACKGROUND, tty=tty)
     assert (r.exit_code, r.output.strip()) == (0, b"started")
     assert (world.root / "bgpid").exists()
     await wait_until(lambda: not _background_pids(world), timeout=TIMEOUT)
@@ -219,7 +224,7 @@ async def test_setsid_background_child_of_a_sandboxed_command_dies_with_it(
     assert _verdicts(r) == [False] * 3
 
 
-@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+@ON_PIPES_AND_PTY
 async def test_setsid_background_child_of_an_unsandboxed_command_outlives_it(
     tty: bool, world: World, client: RawClient
 ) -> None:
@@ -287,7 +292,7 @@ async def test_without_cgroups_a_sandboxed_command_still_takes_its_background_ch
         c = await RawClient.connect(server.url)
         await c.handshake()
         try:
-            r = await run(c, world, world.fmt(_BACKGROUND), sandbox=workspace_write(world.root))
+            r = await run_in_root(c, world, _BACKGROUND)
         finally:
             await c.aclose()
     assert (r.sandbox_type, r.exit_code, r.output.strip()) == ("linuxSeccomp", 0, b"started")
