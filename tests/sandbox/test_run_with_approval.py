@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from escape_cases import TIMEOUT, require_kernel_features
+from escape_cases import TIMEOUT
 from exec_server.client import (
     Client,
     CompletedRun,
@@ -21,10 +21,7 @@ from sandbox_intents import decode, workspace_write
 
 from tests.support import ENV, BackgroundServer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _kernel_features_present() -> None:
-    require_kernel_features()
+pytestmark = pytest.mark.usefixtures("kernel_features")
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from escape_cases import (
     World,
     no_placeholders,
     raw_intent_for,
-    require_kernel_features,
 )
 from exec_server.sandbox import is_sandbox_denied
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
@@ -34,10 +33,7 @@ from sandbox_intents import read_only, workspace_write
 
 from tests.support import start_params, wait_until
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _kernel_features_present() -> None:
-    require_kernel_features()
+pytestmark = pytest.mark.usefixtures("kernel_features")
 
 
 _ids = itertools.count(1)
