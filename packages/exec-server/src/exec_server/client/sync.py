@@ -169,13 +169,6 @@ class SyncClient:
 
         A ``KeyboardInterrupt`` (Ctrl-C) while it runs kills the remote process tree, and
         waits for that, before it propagates: nothing is left running on the server.
-
-        Raises:
-            TimeoutExpired: ``timeout`` passed (the process was killed); also a TimeoutError.
-            subprocess.CalledProcessError: ``check`` and a non-zero exit code.
-            SandboxDenied: the server reported that the sandbox probably caused the failure.
-            ProgramNotFound, CwdNotFound, RemoteError: the server refused the start.
-            ConnectionLost, SessionLost: the connection could not be recovered.
         """
         client = self._connected()
         args, data, decode = _run.prepare(argv, input, text, encoding, errors)
