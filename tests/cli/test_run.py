@@ -52,6 +52,17 @@ async def run_piped(*args: str, stdin: int | None = None) -> tuple[int, bytes, b
     return proc.returncode, out, err
 
 
+async def run_until_ready(url: str, script: str) -> asyncio.subprocess.Process:
+    """``exec-server run URL -- sh -c SCRIPT`` without a terminal, once it printed "ready"."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "run", url, "--", "sh", "-c", script,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=ENV,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert await proc.stdout.readline() == b"ready\n"
+    return proc
+
+
 # ---------------------------------------------------------------------------- in a terminal
 
 
@@ -164,13 +175,8 @@ async def test_sigterm_or_sighup_to_run_ends_the_remote_command(
 ) -> None:
     pid_file = tmp_path / "pid"
     script = f"echo $$ > {pid_file}; echo ready; exec sleep 100"
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, "run", server.url, "--", "sh", "-c", script,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=ENV,
-    )  # fmt: skip
-    assert proc.stdout is not None
     async with asyncio.timeout(30):
-        assert await proc.stdout.readline() == b"ready\n"
+        proc = await run_until_ready(server.url, script)
         remote = int(pid_file.read_text())
         proc.send_signal(sig)
         assert await proc.wait() == 128 + sig
@@ -178,13 +184,8 @@ async def test_sigterm_or_sighup_to_run_ends_the_remote_command(
 
 
 async def test_ctrl_c_without_a_tty_is_sent_as_an_interrupt(server: BackgroundServer) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, "run", server.url, "--", "sh", "-c", "echo ready; exec sleep 100",
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, env=ENV,
-    )  # fmt: skip
-    assert proc.stdout is not None
     async with asyncio.timeout(30):
-        assert await proc.stdout.readline() == b"ready\n"
+        proc = await run_until_ready(server.url, "echo ready; exec sleep 100")
         proc.send_signal(signal.SIGINT)
         assert await proc.wait() == 130
 

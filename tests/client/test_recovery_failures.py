@@ -18,7 +18,7 @@ from exec_server.client import (
     SessionLost,
     connect,
 )
-from exec_server.testing import FaultProxy, RawClient, ServerProcess
+from exec_server.testing import FaultProxy, RawClient, ServerProcess, capability_token_args
 
 from tests.support import ENV, BackgroundServer, wait_until
 
@@ -65,9 +65,7 @@ async def test_passing_the_reconnect_deadline_fails_pending_and_later_operations
 async def test_rejected_credentials_on_reconnect_fail_with_connection_lost(
     server: BackgroundServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("the-right-token\n")
-    other = ServerProcess("--ws-auth", "capability-token", "--ws-token-file", str(token_file))
+    other = ServerProcess(*capability_token_args(tmp_path, "the-right-token"))
     async with other:
         client = await connect(proxy.url, token="a-wrong-token", backoff=FAST)
         proc = await client.start(CAT, cwd="/tmp", env=ENV, pipe_stdin=True)
@@ -149,11 +147,7 @@ async def test_connecting_to_a_closed_port_names_the_address() -> None:
 
 
 async def test_a_wrong_token_at_connect_names_the_http_status(tmp_path: Path) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text("secret\n")
-    async with ServerProcess(
-        "--ws-auth", "capability-token", "--ws-token-file", str(token_file)
-    ) as server:
+    async with ServerProcess(*capability_token_args(tmp_path, "secret")) as server:
         with pytest.raises(ConnectionLost, match="HTTP 401"):
             await connect(server.url, token="wrong")
         async with connect(server.url, token="secret") as client:

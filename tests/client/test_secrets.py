@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from exec_server.client import ConnectionLost, SessionLost, SyncClient, connect
+from exec_server.testing import capability_token_args
 
 from tests.support import BackgroundServer
 
@@ -30,9 +31,7 @@ async def test_a_malformed_token_is_refused_locally_without_echoing_it(bad: str)
 async def test_the_token_and_session_id_stay_out_of_logs_and_messages(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    server = BackgroundServer("--ws-auth", "capability-token", "--ws-token-file", str(token_file))
+    server = BackgroundServer(*capability_token_args(tmp_path, TOKEN))
     caplog.set_level(logging.DEBUG)
     try:
         async with asyncio.timeout(30):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from exec_server.testing import RawClient, RawRpcError, ServerProcess
+from exec_server.testing import RawClient, RawRpcError, ServerProcess, capability_token_args
 
 from tests.support import ENV, start_params
 
@@ -37,9 +37,7 @@ def _fields(line: str) -> dict[str, str]:
 async def test_process_starts_refusals_and_ends_are_audited_without_secrets(
     tmp_path: Path,
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    args = ("--ws-auth", "capability-token", "--ws-token-file", str(token_file))
+    args = capability_token_args(tmp_path, TOKEN)
     async with ServerProcess(*args, "--stop-grace", "0.2") as s:
         c = await RawClient.connect(s.url, additional_headers={"Authorization": "Bearer " + TOKEN})
         sid = (await c.handshake())["sessionId"]

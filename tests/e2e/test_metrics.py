@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from exec_server.testing import RawClient, RawRpcError, ServerProcess
+from exec_server.testing import RawClient, RawRpcError, ServerProcess, capability_token_args
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import http_request, start_params, wait_metric
@@ -60,9 +60,7 @@ async def closed_by_server(conn: tuple[asyncio.StreamReader, asyncio.StreamWrite
 async def test_metrics_count_connections_requests_processes_sessions_limits_and_the_drain(
     tmp_path: Path,
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    args = ("--ws-auth", "capability-token", "--ws-token-file", str(token_file))
+    args = capability_token_args(tmp_path, TOKEN)
     limits = ("--handshake-timeout", "1", "--max-handshakes-per-address", "2")
     async with ServerProcess(*args, *limits, "--drain-timeout", "30") as s:
         assert (await scrape(s.url, token=None))[0] == 401

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from exec_server.testing import RawClient, RawRpcError, ServerProcess
+from exec_server.testing import RawClient, RawRpcError, ServerProcess, capability_token_args
 
 from tests.support import jwt, start_params
 
@@ -77,8 +77,7 @@ async def test_bob_cannot_resume_alices_session_attached_or_detached(tmp_path: P
 async def test_a_capability_token_principal_is_stable_across_reconnects(tmp_path: Path) -> None:
     token = "capability-s3cret"
     digest = hashlib.sha256(token.encode()).hexdigest()
-    args = ("--ws-auth", "capability-token", "--ws-token-file")
-    async with ServerProcess(*args, _secret_file(tmp_path, "token", token)) as s:
+    async with ServerProcess(*capability_token_args(tmp_path, token)) as s:
         first = await _connect(s.url, token)
         sid = (await first.handshake())["sessionId"]
         await first.call("process/start", start_params("cat", ["cat"], pipeStdin=True))

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exec_server.testing import RawClient, ServerProcess
+from exec_server.testing import RawClient, ServerProcess, capability_token_args
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -24,9 +24,7 @@ async def test_readyz_answers_200_with_an_empty_body_for_get_and_head(
 
 
 async def test_livez_answers_200_without_auth_beside_readyz(tmp_path: Path) -> None:
-    async with ServerProcess(
-        "--ws-auth", "capability-token", "--ws-token-file", _token_file(tmp_path, "s3cret")
-    ) as s:
+    async with ServerProcess(*capability_token_args(tmp_path, "s3cret")) as s:
         for path in (b"/livez", b"/readyz"):
             get = await http_request(s.url, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             head = await http_request(s.url, b"HEAD " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -207,16 +205,14 @@ async def test_requests_on_one_connection_run_concurrently(client: RawClient) ->
     assert result["exited"] is True
 
 
-def _token_file(tmp_path: Path, token: str) -> str:
-    path = tmp_path / "token"
-    path.write_text(token + "\n")
+def _secret_file(tmp_path: Path, secret: str) -> str:
+    path = tmp_path / "secret"
+    path.write_text(secret + "\n")
     return str(path)
 
 
 async def test_capability_token_guards_the_upgrade_but_not_readyz(tmp_path: Path) -> None:
-    async with ServerProcess(
-        "--ws-auth", "capability-token", "--ws-token-file", _token_file(tmp_path, "s3cret")
-    ) as s:
+    async with ServerProcess(*capability_token_args(tmp_path, "s3cret")) as s:
         assert (await http_request(s.url, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"))[0] == 200
         with pytest.raises(InvalidStatus) as err:
             await connect(s.url)
@@ -235,7 +231,7 @@ async def test_capability_token_guards_the_upgrade_but_not_readyz(tmp_path: Path
 async def test_signed_bearer_tokens_need_a_valid_signature_exp_issuer_and_audience(
     tmp_path: Path,
 ) -> None:
-    secret_file = _token_file(tmp_path, "shared")
+    secret_file = _secret_file(tmp_path, "shared")
     args = (
         "--ws-auth",
         "signed-bearer-token",

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from escape_cases import World, make_world
+from escape_cases import World, make_world, require_kernel_features
+
+
+@pytest.fixture(scope="module")
+def kernel_features() -> None:
+    """Fails the module's tests loudly when this host cannot enforce the sandbox (mark a
+    module with ``pytestmark = pytest.mark.usefixtures("kernel_features")``)."""
+    require_kernel_features()
 
 
 @pytest.fixture

@@ -18,16 +18,12 @@ from escape_cases import (
     WRITE_INSIDE_COMMAND,
     World,
     no_placeholders,
-    require_kernel_features,
     wait_for,
 )
 from exec_server.sandbox import prepare_spawn, run_fs_sandboxed
 from sandbox_intents import decode, read_only, workspace_write
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _kernel_features_present() -> None:
-    require_kernel_features()
+pytestmark = pytest.mark.usefixtures("kernel_features")
 
 
 def run(

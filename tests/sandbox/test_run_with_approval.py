@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from escape_cases import TIMEOUT, require_kernel_features
+from escape_cases import TIMEOUT
 from exec_server.client import (
     Client,
     CompletedRun,
@@ -20,10 +21,7 @@ from sandbox_intents import decode, workspace_write
 
 from tests.support import ENV, BackgroundServer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _kernel_features_present() -> None:
-    require_kernel_features()
+pytestmark = pytest.mark.usefixtures("kernel_features")
 
 
 @pytest.fixture
@@ -51,6 +49,23 @@ class Approver:
         return self.answer
 
 
+async def run_in_root(
+    client: Client, root: Path, script: str, approve: Approver, **options: Any
+) -> CompletedRun:
+    """``sh -c script`` in ``root`` through ``run_with_approval``, sandboxed to write only
+    there (bounded by TIMEOUT)."""
+    async with asyncio.timeout(TIMEOUT):
+        return await run_with_approval(
+            client,
+            ["sh", "-c", script],
+            sandbox=decode(workspace_write(root)),
+            approve=approve,
+            cwd=str(root),
+            env=ENV,
+            **options,
+        )
+
+
 async def test_wait_raises_sandbox_denied_with_exit_code_and_output_tail(
     exec_client: Client, root: Path, tmp_path: Path
 ) -> None:
@@ -72,16 +87,9 @@ async def test_denied_then_approved_command_is_retried_without_the_sandbox(
     exec_client: Client, root: Path, tmp_path: Path
 ) -> None:
     approve = Approver(True)
-    async with asyncio.timeout(TIMEOUT):
-        result = await run_with_approval(
-            exec_client,
-            ["sh", "-c", f"echo x > {tmp_path}/out && echo wrote"],
-            sandbox=decode(workspace_write(root)),
-            approve=approve,
-            cwd=str(root),
-            env=ENV,
-            process_id="approved",
-        )
+    result = await run_in_root(
+        exec_client, root, f"echo x > {tmp_path}/out && echo wrote", approve, process_id="approved"
+    )
     assert [(d.exit_code, b"Read-only file system" in d.output_tail) for d in approve.asked] == [
         (2, True)
     ]
@@ -93,16 +101,8 @@ async def test_denied_then_refused_command_raises_sandbox_denied(
     exec_client: Client, root: Path, tmp_path: Path
 ) -> None:
     approve = Approver(False)
-    async with asyncio.timeout(TIMEOUT):
-        with pytest.raises(SandboxDenied) as raised:
-            await run_with_approval(
-                exec_client,
-                ["sh", "-c", f"echo x > {tmp_path}/out"],
-                sandbox=decode(workspace_write(root)),
-                approve=approve,
-                cwd=str(root),
-                env=ENV,
-            )
+    with pytest.raises(SandboxDenied) as raised:
+        await run_in_root(exec_client, root, f"echo x > {tmp_path}/out", approve)
     assert approve.asked == [raised.value]
     assert raised.value.exit_code == 2
     assert b"Read-only file system" in raised.value.output_tail
@@ -116,14 +116,6 @@ async def test_a_run_the_server_does_not_call_denied_is_returned_without_asking(
     exec_client: Client, root: Path, command: str, code: int
 ) -> None:
     approve = Approver(True)
-    async with asyncio.timeout(TIMEOUT):
-        result = await run_with_approval(
-            exec_client,
-            ["sh", "-c", command.format(root=root)],
-            sandbox=decode(workspace_write(root)),
-            approve=approve,
-            cwd=str(root),
-            env=ENV,
-        )
+    result = await run_in_root(exec_client, root, command.format(root=root), approve)
     assert (result.returncode, result.sandboxed, result.denial) == (code, True, None)
     assert approve.asked == []

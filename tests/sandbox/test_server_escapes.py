@@ -25,7 +25,6 @@ from escape_cases import (
     World,
     no_placeholders,
     raw_intent_for,
-    require_kernel_features,
 )
 from exec_server.sandbox import is_sandbox_denied
 from exec_server.testing import RawClient, RawRpcError, ServerProcess
@@ -34,10 +33,7 @@ from sandbox_intents import read_only, workspace_write
 
 from tests.support import start_params, wait_until
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _kernel_features_present() -> None:
-    require_kernel_features()
+pytestmark = pytest.mark.usefixtures("kernel_features")
 
 
 _ids = itertools.count(1)
@@ -58,6 +54,10 @@ PTY_SUBSET = {
 PIPE_AND_PTY = [(case, False) for case in CASES] + [
     (case, True) for case in CASES if case.name in PTY_SUBSET
 ]
+
+
+ON_PIPES_AND_PTY = pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+"""Runs a test once with the command on pipes, once on a pty."""
 
 
 def _ids_of(params: list[tuple[Case, bool]]) -> list[str]:
@@ -108,6 +108,11 @@ async def run(
     return Run(process_id, result["sandboxType"], exited["exitCode"], output, exited, read, later)
 
 
+async def run_in_root(client: RawClient, w: World, command: str, *, tty: bool = False) -> Run:
+    """``run`` of the ``command`` template under the workspace-write intent of the root."""
+    return await run(client, w, w.fmt(command), sandbox=workspace_write(w.root), tty=tty)
+
+
 def _verdicts(r: Run) -> list[bool]:
     return [r.exited["sandboxDenied"], r.read["sandboxDenied"], r.read_after_exit["sandboxDenied"]]
 
@@ -140,13 +145,11 @@ async def test_same_command_started_unsandboxed_through_the_server_does_escape(
     assert _verdicts(r) == [False] * 3
 
 
-@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+@ON_PIPES_AND_PTY
 async def test_workspace_write_command_through_the_server_still_writes_inside_its_root(
     tty: bool, world: World, client: RawClient
 ) -> None:
-    r = await run(
-        client, world, world.fmt(WRITE_INSIDE_COMMAND), sandbox=workspace_write(world.root), tty=tty
-    )
+    r = await run_in_root(client, world, WRITE_INSIDE_COMMAND, tty=tty)
     assert (r.sandbox_type, r.exit_code) == ("linuxSeccomp", 0), r.output
     assert r.output == b"original"
     assert _verdicts(r) == [False] * 3
@@ -202,15 +205,13 @@ def _background_pids(w: World) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+@ON_PIPES_AND_PTY
 async def test_setsid_background_child_of_a_sandboxed_command_dies_with_it(
     tty: bool, world: World, client: RawClient
 ) -> None:
     # The child holds the command's output open, so `closed` can only follow `exited` because
     # the server killed it; it would otherwise wait for the go-file forever.
-    r = await run(
-        client, world, world.fmt(_BACKGROUND), sandbox=workspace_write(world.root), tty=tty
-    )
+    r = await run_in_root(client, world, _BACKGROUND, tty=tty)
     assert (r.exit_code, r.output.strip()) == (0, b"started")
     assert (world.root / "bgpid").exists()
     await wait_until(lambda: not _background_pids(world), timeout=TIMEOUT)
@@ -219,7 +220,7 @@ async def test_setsid_background_child_of_a_sandboxed_command_dies_with_it(
     assert _verdicts(r) == [False] * 3
 
 
-@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "pty"])
+@ON_PIPES_AND_PTY
 async def test_setsid_background_child_of_an_unsandboxed_command_outlives_it(
     tty: bool, world: World, client: RawClient
 ) -> None:
@@ -287,7 +288,7 @@ async def test_without_cgroups_a_sandboxed_command_still_takes_its_background_ch
         c = await RawClient.connect(server.url)
         await c.handshake()
         try:
-            r = await run(c, world, world.fmt(_BACKGROUND), sandbox=workspace_write(world.root))
+            r = await run_in_root(c, world, _BACKGROUND)
         finally:
             await c.aclose()
     assert (r.sandbox_type, r.exit_code, r.output.strip()) == ("linuxSeccomp", 0, b"started")

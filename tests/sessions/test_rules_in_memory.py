@@ -22,6 +22,15 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+async def session_running_echo(server: Server, process_id: str) -> tuple[RawClient, str]:
+    """A client of a new session, and the session's id, with ``ECHO`` started as
+    ``process_id`` (stdin piped)."""
+    client = RawClient.in_memory(server)
+    session_id = (await client.handshake())["sessionId"]
+    await client.call("process/start", start_params(process_id, ECHO, pipeStdin=True))
+    return client, session_id
+
+
 async def test_unknown_method_is_minus_32601_even_before_initialize(memory_server: Server) -> None:
     c = RawClient.in_memory(memory_server)
     resp = await c.request_raw("no/such")
@@ -99,9 +108,7 @@ async def test_a_failed_initialize_does_not_use_up_the_attempt(
 async def test_resume_after_the_server_saw_the_disconnect_keeps_processes_and_ids(
     memory_server: Server,
 ) -> None:
-    a = RawClient.in_memory(memory_server)
-    sid = (await a.handshake())["sessionId"]
-    await a.call("process/start", start_params("echo", ECHO, pipeStdin=True))
+    a, sid = await session_running_echo(memory_server, "echo")
     await a.call("process/write", {"processId": "echo", "chunk": b64(b"one\n"), "writeId": "1"})
     first = await a.next_notification("process/output", "echo")
     assert base64.b64decode(first["params"]["chunk"]) == b"got one\n"
@@ -129,9 +136,7 @@ async def test_resume_after_the_server_saw_the_disconnect_keeps_processes_and_id
 async def test_takeover_closes_the_old_connection_and_fails_its_pending_long_poll(
     memory_server: Server,
 ) -> None:
-    old = RawClient.in_memory(memory_server)
-    sid = (await old.handshake())["sessionId"]
-    await old.call("process/start", start_params("idle", ECHO, pipeStdin=True))
+    old, sid = await session_running_echo(memory_server, "idle")
     poll = asyncio.ensure_future(
         old.request_raw("process/read", {"processId": "idle", "waitMs": 20000})
     )

@@ -35,6 +35,7 @@ from exec_server_protocol.sandbox import SandboxIntent
 
 from .client import Client, OutputEvent, Process, connect, connect_stdio
 from .client import sandbox as intents
+from .client._run import read_output
 from .exceptions import ConnectionLost, ExecServerError, OutputLost, RemoteError, StdinClosed
 
 __all__ = ["main", "version"]
@@ -105,15 +106,22 @@ def _run_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _attach_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="exec-server attach",
-        description="Come back to a process of a detached session: its retained output, then "
-        "live output and stdin; exits with its exit code. Resuming takes the session over "
-        "from any client still attached to it.",
-    )
-    p.add_argument("url", nargs="?", help="ws:// or wss:// URL of the executor")
+def _session_parser(prog: str, description: str, *, url: str | None) -> argparse.ArgumentParser:
+    """A command on a detached session: the executor's URL (``url`` its nargs), the session."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("url", nargs=url, help="ws:// or wss:// URL of the executor")
     p.add_argument("session", help="the session id")
+    return p
+
+
+def _attach_parser() -> argparse.ArgumentParser:
+    p = _session_parser(
+        "exec-server attach",
+        "Come back to a process of a detached session: its retained output, then live output "
+        "and stdin; exits with its exit code. Resuming takes the session over from any client "
+        "still attached to it.",
+        url="?",
+    )
     p.add_argument("process", help="the process id")
     p.add_argument("-t", "--tty", action="store_true", help="the process runs on a terminal")
     _connection_arguments(p)
@@ -121,14 +129,13 @@ def _attach_parser() -> argparse.ArgumentParser:
 
 
 def _ps_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="exec-server ps",
-        description="Show the processes of a detached session (resuming takes the session over "
-        "from any client still attached to it). Servers without process/list can only report "
-        "the processes named on the command line.",
+    p = _session_parser(
+        "exec-server ps",
+        "Show the processes of a detached session (resuming takes the session over from any "
+        "client still attached to it). Servers without process/list can only report the "
+        "processes named on the command line.",
+        url=None,
     )
-    p.add_argument("url", help="ws:// or wss:// URL of the executor")
-    p.add_argument("session", help="the session id")
     p.add_argument("processes", nargs="*", metavar="PROCESS", help="process ids to report")
     p.add_argument("--token-file", metavar="FILE", help="bearer token")
     return p
@@ -336,20 +343,13 @@ async def _stream(
         add_handler(signal.SIGINT, on_interrupt)
     feeder = asyncio.ensure_future(_forward_stdin(proc, stdin)) if forward_stdin else None
 
-    async def show() -> None:
-        events = aiter(proc)
-        while True:
-            try:
-                event = await anext(events)
-            except StopAsyncIteration:
-                return
-            except OutputLost as exc:
-                _note(f"exec-server: {exc}", tty)
-                continue
-            if isinstance(event, OutputEvent):
-                _write_out(2 if event.stream == "stderr" else 1, event.data)
+    def show(event: OutputEvent) -> None:
+        _write_out(2 if event.stream == "stderr" else 1, event.data)
 
-    shown = asyncio.ensure_future(show())
+    def note_lost(exc: OutputLost) -> None:
+        _note(f"exec-server: {exc}", tty)
+
+    shown = asyncio.ensure_future(read_output(proc, show, note_lost))
     given_up = asyncio.ensure_future(done.wait())
     try:
         await asyncio.wait({shown, given_up}, return_when=asyncio.FIRST_COMPLETED)

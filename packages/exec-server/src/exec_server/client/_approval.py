@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from exec_server_protocol.sandbox import SandboxIntent
 
-from ..exceptions import OutputLost, SandboxDenied
-from ._events import OutputEvent
-from ._feed import TAIL_BYTES
+from ..exceptions import SandboxDenied
+from . import _run
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -97,23 +96,7 @@ async def run_with_approval(
 
 async def _run_to_end(proc: Process[Any], input: bytes | None) -> tuple[int, bytes, bytes, bytes]:
     """Feed ``input``, read every event; returns (exit code, stdout, stderr, output tail)."""
-    if input is not None:
-        await proc.write(input, close_stdin=True)
-    out = bytearray()
-    err = bytearray()
-    tail = bytearray()
-    events = aiter(proc)
-    while True:
-        try:
-            event = await anext(events)
-        except StopAsyncIteration:
-            break
-        except OutputLost:
-            continue  # evicted before we read it; the rest still comes
-        if isinstance(event, OutputEvent):
-            (err if event.stream == "stderr" else out).extend(event.data)
-            tail += event.data
-            if len(tail) > 2 * TAIL_BYTES:
-                del tail[:-TAIL_BYTES]
+    got = _run.Collected()
+    await _run.collect(proc, input, got)
     code = await proc.wait(check_sandbox=False)
-    return code, bytes(out), bytes(err), bytes(tail[-TAIL_BYTES:])
+    return code, bytes(got.out), bytes(got.err), proc._feed.tail()

@@ -20,7 +20,7 @@ import secrets
 import subprocess
 from collections.abc import Callable, Generator, Mapping
 from ssl import SSLContext
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 import msgspec
 import pybase64
@@ -72,6 +72,7 @@ from ._host import ProcessHost
 from ._paths import Argv, RemotePath, argv_list, native, to_uri
 from ._process import Process, SandboxDeniedHandler
 from ._shell import Shell
+from ._signatures import StartOptions, async_run
 from ._state import ClientEvent, ClientState, transition
 from ._transport import HandshakeRejected, WsConnection, open_connection
 from .files import Files
@@ -353,20 +354,9 @@ class Client:
         self,
         argv: Argv,
         *,
-        cwd: RemotePath | None = None,
-        env: Mapping[str, str] | None = None,
-        tty: bool = False,
-        pipe_stdin: bool = False,
-        arg0: str | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        pty_size: tuple[int, int] | None = None,
-        process_id: str | None = None,
         text: Literal[False] = False,
         encoding: None = None,
-        errors: str | None = None,
-        on_stdout: Callable[[bytes], object] | None = None,
-        on_stderr: Callable[[bytes], object] | None = None,
+        **options: Unpack[StartOptions[bytes]],
     ) -> Process[bytes]: ...
 
     @overload
@@ -374,20 +364,9 @@ class Client:
         self,
         argv: Argv,
         *,
-        cwd: RemotePath | None = None,
-        env: Mapping[str, str] | None = None,
-        tty: bool = False,
-        pipe_stdin: bool = False,
-        arg0: str | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        pty_size: tuple[int, int] | None = None,
-        process_id: str | None = None,
         text: Literal[True],
         encoding: str | None = None,
-        errors: str | None = None,
-        on_stdout: Callable[[str], object] | None = None,
-        on_stderr: Callable[[str], object] | None = None,
+        **options: Unpack[StartOptions[str]],
     ) -> Process[str]: ...
 
     @overload
@@ -395,20 +374,9 @@ class Client:
         self,
         argv: Argv,
         *,
-        cwd: RemotePath | None = None,
-        env: Mapping[str, str] | None = None,
-        tty: bool = False,
-        pipe_stdin: bool = False,
-        arg0: str | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        pty_size: tuple[int, int] | None = None,
-        process_id: str | None = None,
         text: bool = False,
         encoding: str,
-        errors: str | None = None,
-        on_stdout: Callable[[str], object] | None = None,
-        on_stderr: Callable[[str], object] | None = None,
+        **options: Unpack[StartOptions[str]],
     ) -> Process[str]: ...
 
     async def start(
@@ -531,60 +499,7 @@ class Client:
                     reason = "cwdNotFound"
         return translate_start_error(exc, params.argv[0], cwd, reason)
 
-    @overload
-    async def run(
-        self,
-        argv: Argv,
-        *,
-        cwd: RemotePath | None = None,
-        input: bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-        env: Mapping[str, str] | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        tty: bool = False,
-        text: Literal[False] = False,
-        encoding: None = None,
-        errors: str | None = None,
-    ) -> subprocess.CompletedProcess[bytes]: ...
-
-    @overload
-    async def run(
-        self,
-        argv: Argv,
-        *,
-        cwd: RemotePath | None = None,
-        input: str | bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-        env: Mapping[str, str] | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        tty: bool = False,
-        text: Literal[True],
-        encoding: str | None = None,
-        errors: str | None = None,
-    ) -> subprocess.CompletedProcess[str]: ...
-
-    @overload
-    async def run(
-        self,
-        argv: Argv,
-        *,
-        cwd: RemotePath | None = None,
-        input: str | bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-        env: Mapping[str, str] | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        tty: bool = False,
-        text: bool = False,
-        encoding: str,
-        errors: str | None = None,
-    ) -> subprocess.CompletedProcess[str]: ...
-
+    @async_run  # typing only: see _signatures
     async def run(
         self,
         argv: Argv,

@@ -33,11 +33,11 @@ from exec_server_protocol.process import (
 
 from ..exceptions import OutputLost, SandboxDenied, StdinClosed
 from ._events import Event, ExitEvent, OutputEvent
-from ._feed import TAIL_BYTES, EventFeed
+from ._feed import EventFeed
 from ._host import ProcessHost
 from ._streams import Expected, OutputDemux, OutputStream, S, expect
 
-__all__ = ["TAIL_BYTES", "Process", "SandboxDeniedHandler"]
+__all__ = ["Process", "SandboxDeniedHandler"]
 
 log = logging.getLogger("exec_server.client")
 

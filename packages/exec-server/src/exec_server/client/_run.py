@@ -11,17 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import subprocess
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import OutputLost, SandboxDenied
 from ._events import OutputEvent
 from ._paths import argv_list
-from ._process import TAIL_BYTES
 
 if TYPE_CHECKING:
     from ._process import Process
 
-__all__ = ["KILL_GRACE", "TimeoutExpired", "finish", "kill_and_reap", "prepare"]
+__all__ = [
+    "KILL_GRACE",
+    "Collected",
+    "TimeoutExpired",
+    "collect",
+    "finish",
+    "kill_and_reap",
+    "prepare",
+    "read_output",
+]
 
 KILL_GRACE = 10.0
 """How long a killed command's exit is awaited before giving up on it."""
@@ -56,29 +65,48 @@ def prepare(
     return args, input, decode
 
 
-class _Collected:
+async def read_output(
+    proc: Process[Any],
+    on_output: Callable[[OutputEvent], object],
+    on_lost: Callable[[OutputLost], object] | None = None,
+) -> None:
+    """Read ``proc``'s events to the last, handing each output event to ``on_output``.
+
+    Output evicted before it was read (:class:`OutputLost`) is skipped, the rest still comes;
+    ``on_lost`` is told of each such gap.
+
+    Raises:
+        ConnectionLost, SessionLost: recovery failed before the process closed.
+    """
+    while True:
+        try:
+            async for event in proc:  # again after a loss: it continues past the gap
+                if isinstance(event, OutputEvent):
+                    on_output(event)
+            return
+        except OutputLost as lost:
+            if on_lost is not None:
+                on_lost(lost)
+
+
+class Collected:
+    """A command's stdout and stderr (a tty's output counts as stdout); the tail of both, for
+    a sandbox denial, is the feed's (:meth:`EventFeed.tail`)."""
+
     def __init__(self) -> None:
         self.out = bytearray()
         self.err = bytearray()
-        self.tail = bytearray()
+
+    def add(self, event: OutputEvent) -> None:
+        (self.err if event.stream == "stderr" else self.out).extend(event.data)
 
 
-async def _collect(proc: Process[Any], input: bytes | None, into: _Collected) -> None:
+async def collect(proc: Process[Any], input: bytes | None, into: Collected) -> None:
+    """Feed ``input`` (then close stdin) and read every event, the output ``into`` (which
+    keeps what was read if this is cut off)."""
     if input is not None:
         await proc.write(input, close_stdin=True)
-    events = aiter(proc)
-    while True:
-        try:
-            event = await anext(events)
-        except StopAsyncIteration:
-            return
-        except OutputLost:
-            continue  # evicted before we read it (the caller's buffer cap); the rest comes
-        if isinstance(event, OutputEvent):
-            (into.err if event.stream == "stderr" else into.out).extend(event.data)
-            into.tail += event.data
-            if len(into.tail) > 2 * TAIL_BYTES:
-                del into.tail[:-TAIL_BYTES]
+    await read_output(proc, into.add)
 
 
 async def kill_and_reap(proc: Process[Any], grace: float = KILL_GRACE) -> None:
@@ -107,11 +135,11 @@ async def finish(
     errors: str | None,
 ) -> subprocess.CompletedProcess[Any]:
     """Feed ``input``, read everything, wait for the exit (see :meth:`Client.run`)."""
-    got = _Collected()
+    got = Collected()
     limit = asyncio.timeout(timeout)
     try:
         async with limit:
-            await _collect(proc, input, got)
+            await collect(proc, input, got)
             code = await proc.wait(check_sandbox=False)
     except TimeoutError:
         if not limit.expired():
@@ -129,7 +157,7 @@ async def finish(
             await asyncio.shield(kill)
         raise
     if proc.exit is not None and proc.exit.sandbox_denied:
-        raise SandboxDenied(code, bytes(got.tail[-TAIL_BYTES:]))
+        raise SandboxDenied(code, proc._feed.tail())
     done = subprocess.CompletedProcess(
         argv,
         code,

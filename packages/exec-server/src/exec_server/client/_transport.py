@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl as ssl_module
 from collections.abc import Callable
 
@@ -24,6 +23,7 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from ..transport._messages import MessageAssembler
+from ..transport._tcp import no_delay
 
 __all__ = ["HandshakeRejected", "WsConnection", "open_connection"]
 
@@ -79,10 +79,7 @@ class WsConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(transport)
 
     def data_received(self, data: bytes) -> None:
         self._last_rx = self._loop.time()

@@ -26,7 +26,7 @@ import itertools
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, TypeVar
 
 from exec_server_protocol.process import EnvPolicy, SignalName
 from exec_server_protocol.sandbox import SandboxIntent
@@ -37,6 +37,7 @@ from ._client import Client, connect
 from ._events import Event
 from ._paths import Argv, RemotePath
 from ._process import Process
+from ._signatures import sync_run
 from .files import SyncFiles
 
 __all__ = ["CALL_TIMEOUT", "TERMINATE_GRACE", "SyncClient", "SyncProcess"]
@@ -146,60 +147,7 @@ class SyncClient:
 
     # ------------------------------------------------------------------ processes
 
-    @overload
-    def run(
-        self,
-        argv: Argv,
-        *,
-        cwd: RemotePath | None = None,
-        input: bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-        env: Mapping[str, str] | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        tty: bool = False,
-        text: Literal[False] = False,
-        encoding: None = None,
-        errors: str | None = None,
-    ) -> subprocess.CompletedProcess[bytes]: ...
-
-    @overload
-    def run(
-        self,
-        argv: Argv,
-        *,
-        cwd: RemotePath | None = None,
-        input: str | bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-        env: Mapping[str, str] | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        tty: bool = False,
-        text: Literal[True],
-        encoding: str | None = None,
-        errors: str | None = None,
-    ) -> subprocess.CompletedProcess[str]: ...
-
-    @overload
-    def run(
-        self,
-        argv: Argv,
-        *,
-        cwd: RemotePath | None = None,
-        input: str | bytes | None = None,
-        timeout: float | None = None,
-        check: bool = False,
-        env: Mapping[str, str] | None = None,
-        env_policy: EnvPolicy | None = None,
-        sandbox: SandboxIntent | None = None,
-        tty: bool = False,
-        text: bool = False,
-        encoding: str,
-        errors: str | None = None,
-    ) -> subprocess.CompletedProcess[str]: ...
-
+    @sync_run  # typing only: see _signatures
     def run(
         self,
         argv: Argv,
@@ -221,13 +169,6 @@ class SyncClient:
 
         A ``KeyboardInterrupt`` (Ctrl-C) while it runs kills the remote process tree, and
         waits for that, before it propagates: nothing is left running on the server.
-
-        Raises:
-            TimeoutExpired: ``timeout`` passed (the process was killed); also a TimeoutError.
-            subprocess.CalledProcessError: ``check`` and a non-zero exit code.
-            SandboxDenied: the server reported that the sandbox probably caused the failure.
-            ProgramNotFound, CwdNotFound, RemoteError: the server refused the start.
-            ConnectionLost, SessionLost: the connection could not be recovered.
         """
         client = self._connected()
         args, data, decode = _run.prepare(argv, input, text, encoding, errors)

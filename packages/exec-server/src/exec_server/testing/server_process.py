@@ -7,9 +7,18 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerProcess"]
+__all__ = ["ServerProcess", "capability_token_args"]
+
+
+def capability_token_args(directory: Path, token: str) -> tuple[str, ...]:
+    """The server arguments that make ``token`` its one capability token (written to
+    ``directory/token``, read with ``--ws-token-file``)."""
+    path = directory / "token"
+    path.write_text(token + "\n")
+    return ("--ws-auth", "capability-token", "--ws-token-file", str(path))
 
 
 class ServerProcess:

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import ssl
 import struct
 from collections import deque
@@ -53,6 +52,7 @@ from ..auth import ANONYMOUS, Principal
 from ..metrics import METRICS
 from ._limits import HandshakeTracker
 from ._messages import MessageAssembler
+from ._tcp import no_delay
 from .base import MessageHandler
 
 __all__ = ["HttpPolicy", "WebSocketConnection", "serve_websocket"]
@@ -153,10 +153,7 @@ class WebSocketConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = no_delay(transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self._address = str(peer[0])
