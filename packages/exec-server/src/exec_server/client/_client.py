@@ -72,7 +72,7 @@ from ._host import ProcessHost
 from ._paths import Argv, RemotePath, argv_list, native, to_uri
 from ._process import Process, SandboxDeniedHandler
 from ._shell import Shell
-from ._signatures import StartOptions, async_run
+from ._signatures import RunOptions, StartOptions
 from ._state import ClientEvent, ClientState, transition
 from ._transport import HandshakeRejected, WsConnection, open_connection
 from .files import Files
@@ -499,7 +499,39 @@ class Client:
                     reason = "cwdNotFound"
         return translate_start_error(exc, params.argv[0], cwd, reason)
 
-    @async_run  # typing only: see _signatures
+    @overload
+    async def run(
+        self,
+        argv: Argv,
+        *,
+        input: bytes | None = None,
+        text: Literal[False] = False,
+        encoding: None = None,
+        **options: Unpack[RunOptions],
+    ) -> subprocess.CompletedProcess[bytes]: ...
+
+    @overload
+    async def run(
+        self,
+        argv: Argv,
+        *,
+        input: str | bytes | None = None,
+        text: Literal[True],
+        encoding: str | None = None,
+        **options: Unpack[RunOptions],
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    @overload
+    async def run(
+        self,
+        argv: Argv,
+        *,
+        input: str | bytes | None = None,
+        text: bool = False,
+        encoding: str,
+        **options: Unpack[RunOptions],
+    ) -> subprocess.CompletedProcess[str]: ...
+
     async def run(
         self,
         argv: Argv,

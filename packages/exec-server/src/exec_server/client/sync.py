@@ -26,7 +26,7 @@ import itertools
 import subprocess
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Unpack, overload
 
 from exec_server_protocol.process import EnvPolicy, SignalName
 from exec_server_protocol.sandbox import SandboxIntent
@@ -37,7 +37,7 @@ from ._client import Client, connect
 from ._events import Event
 from ._paths import Argv, RemotePath
 from ._process import Process
-from ._signatures import sync_run
+from ._signatures import RunOptions
 from .files import SyncFiles
 
 __all__ = ["CALL_TIMEOUT", "TERMINATE_GRACE", "SyncClient", "SyncProcess"]
@@ -147,7 +147,39 @@ class SyncClient:
 
     # ------------------------------------------------------------------ processes
 
-    @sync_run  # typing only: see _signatures
+    @overload
+    def run(
+        self,
+        argv: Argv,
+        *,
+        input: bytes | None = None,
+        text: Literal[False] = False,
+        encoding: None = None,
+        **options: Unpack[RunOptions],
+    ) -> subprocess.CompletedProcess[bytes]: ...
+
+    @overload
+    def run(
+        self,
+        argv: Argv,
+        *,
+        input: str | bytes | None = None,
+        text: Literal[True],
+        encoding: str | None = None,
+        **options: Unpack[RunOptions],
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    @overload
+    def run(
+        self,
+        argv: Argv,
+        *,
+        input: str | bytes | None = None,
+        text: bool = False,
+        encoding: str,
+        **options: Unpack[RunOptions],
+    ) -> subprocess.CompletedProcess[str]: ...
+
     def run(
         self,
         argv: Argv,
