@@ -103,7 +103,15 @@ def _server_env(uid: int) -> dict[str, str]:
     return env
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=list(CONFIGS))
+@pytest_asyncio.fixture(
+    scope="module",
+    loop_scope="module",
+    # One worker per configuration under scripts/test's `--dist loadgroup`: each configured
+    # server starts once, not once on every worker that draws one of its tests.
+    params=[
+        pytest.param(name, marks=pytest.mark.xdist_group(f"config-{name}")) for name in CONFIGS
+    ],
+)
 async def configured(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, RawClient]]:
     name = str(request.param)
     config = CONFIGS[name]
