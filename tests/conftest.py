@@ -19,6 +19,16 @@ from exec_server.testing import RawClient
 from tests.support import BackgroundServer
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (its worker hook)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under scripts/test's ``--dist loadgroup`` the tests of a module that share its server
+    run on one worker, so the server starts once, not once on every worker that draws one."""
+    for item in items:
+        shares = "module_server" in getattr(item, "fixturenames", ())
+        if shares and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(f"server-{item.nodeid.partition('::')[0]}"))
+
+
 @pytest.fixture(scope="module")
 def module_server() -> Iterator[BackgroundServer]:
     server = BackgroundServer()
