@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 
 from exec_server.metrics import DURATION_BUCKETS, LIMITS, PROCESS_BUCKETS, PROCESS_RESULTS, Metrics
 from prometheus_client import (
@@ -22,64 +23,63 @@ class _Reference:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.connections_active = Gauge(
-            "exec_server_connections_active", "Open client connections.", registry=r
+
+        def counter(name: str, documentation: str, *labels: str) -> Counter:
+            return Counter(name, documentation, labels, registry=r)
+
+        def gauge(name: str, documentation: str) -> Gauge:
+            return Gauge(name, documentation, registry=r)
+
+        def histogram(
+            name: str, documentation: str, label: str, buckets: Sequence[float]
+        ) -> Histogram:
+            return Histogram(name, documentation, [label], buckets=buckets, registry=r)
+
+        self.connections_active = gauge(
+            "exec_server_connections_active", "Open client connections."
         )
-        self.connections = Counter(
-            "exec_server_connections", "Accepted client connections.", registry=r
-        )
-        self.requests = Counter(
+        self.connections = counter("exec_server_connections", "Accepted client connections.")
+        self.requests = counter(
             "exec_server_requests",
             "Requests answered, by method and result (ok or the error's class).",
-            ["method", "result"],
-            registry=r,
+            "method",
+            "result",
         )
-        self.request_duration = Histogram(
+        self.request_duration = histogram(
             "exec_server_request_duration_seconds",
             "Time from a request's arrival to its answer.",
-            ["method"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
+            "method",
+            DURATION_BUCKETS,
         )
-        self.received_bytes = Counter(
-            "exec_server_received_bytes",
-            "JSON-RPC message bytes received from clients.",
-            registry=r,
+        self.received_bytes = counter(
+            "exec_server_received_bytes", "JSON-RPC message bytes received from clients."
         )
-        self.sent_bytes = Counter(
-            "exec_server_sent_bytes", "JSON-RPC message bytes sent to clients.", registry=r
+        self.sent_bytes = counter(
+            "exec_server_sent_bytes", "JSON-RPC message bytes sent to clients."
         )
-        self.processes_active = Gauge(
-            "exec_server_processes_active",
-            "Processes started and not yet closed (or killed).",
-            registry=r,
+        self.processes_active = gauge(
+            "exec_server_processes_active", "Processes started and not yet closed (or killed)."
         )
-        self.processes_finished = Counter(
+        self.processes_finished = counter(
             "exec_server_processes_finished",
             "Processes that exited, were killed by a signal, or failed to start.",
-            ["result"],
-            registry=r,
+            "result",
         )
-        self.process_duration = Histogram(
+        self.process_duration = histogram(
             "exec_server_process_duration_seconds",
             "Wall time from spawn to exit (0 for a failed start).",
-            ["result"],
-            buckets=PROCESS_BUCKETS,
-            registry=r,
+            "result",
+            PROCESS_BUCKETS,
         )
-        self.sessions_attached = Gauge(
-            "exec_server_sessions_attached", "Sessions with a connection.", registry=r
+        self.sessions_attached = gauge(
+            "exec_server_sessions_attached", "Sessions with a connection."
         )
-        self.sessions_detached = Gauge(
+        self.sessions_detached = gauge(
             "exec_server_sessions_detached",
             "Sessions without a connection, waiting for a resume or their expiry.",
-            registry=r,
         )
-        self.limits_hit = Counter(
-            "exec_server_limits_hit",
-            "Times a limit or quota refused something, by limit.",
-            ["limit"],
-            registry=r,
+        self.limits_hit = counter(
+            "exec_server_limits_hit", "Times a limit or quota refused something, by limit.", "limit"
         )
         for limit in LIMITS:
             self.limits_hit.labels(limit)
