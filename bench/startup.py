@@ -119,7 +119,8 @@ def main() -> int:
     servers: dict[str, tuple[list[str], dict[str, str]]] = {
         "ours": (
             [python, "-m", "exec_server", "--listen", "ws://127.0.0.1:{port}"],
-            dict(os.environ),
+            # Its own installed modules only, whatever PYTHONPATH this script runs with.
+            {k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         ),
     }
     reference = None if args.no_reference else reference_bin(ROOT)
