@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -147,3 +148,17 @@ def test_the_server_imports_prometheus_client_at_the_first_scrape_not_at_start()
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_prometheus_clients_switch_turns_the_created_series_off_as_for_its_own_metrics() -> None:
+    code = (
+        "from exec_server.metrics import Metrics; m = Metrics();"
+        "m.request_answered('x', 'ok', 1.0); m.process_finished('exited', 1.0);"
+        "print(m.render()[0].decode())"
+    )
+    env = {**os.environ, "PROMETHEUS_DISABLE_CREATED_SERIES": "True"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert "exec_server_requests_total" in out.stdout
+    assert "_created" not in out.stdout
