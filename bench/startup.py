@@ -7,9 +7,9 @@ Ours runs from a venv with only its runtime dependencies, installed as ``pip ins
 with their modules compiled to bytecode at install time (pip's default; uv's
 ``--compile-bytecode``). Without the bytecode every start compiles every module again when
 ``PYTHONDONTWRITEBYTECODE`` is set, as it is in this development environment (``--no-compile``
-measures that: about 40% slower). The venv is built with uv under /var/tmp, one per checkout
-and mode. The development venv also holds ``typing_extensions``, which msgspec imports when
-present (+20 ms, +7 MiB): it is not used here.
+measures that: about 1.6 times the start time). The venv is built with uv under /var/tmp, one
+per checkout and mode. The development venv also holds ``typing_extensions``, which msgspec
+imports when present (+20 ms, +7 MiB): it is not used here.
 
 For ours and, when present, the reference ``codex exec-server``: ``--runs`` starts each,
 alternating; each measures exec -> the first ``GET /readyz`` answered 200 (polled every 2 ms on
