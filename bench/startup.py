@@ -2,21 +2,27 @@
 """Executor start time and idle memory (issue 13, acceptance 5).
 
 Warm pools start an executor per pod or per session and want it ready in well under a second.
-Ours runs from a venv with only its runtime dependencies (what ``pip install
-'exec-server[server]'`` and the container image have; built once with uv under /var/tmp): the
-development venv also holds
-``typing_extensions``, which msgspec imports when present (+20 ms, +7 MiB). For ours and, when
-present, the reference ``codex exec-server``: ``--runs`` starts each,
+Ours runs from a venv with only its runtime dependencies, installed as ``pip install
+'exec-server[server]'`` and the container image install them: regular (not editable) installs
+with their modules compiled to bytecode at install time (pip's default; uv's
+``--compile-bytecode``). Without the bytecode every start compiles every module again when
+``PYTHONDONTWRITEBYTECODE`` is set, as it is in this development environment (``--no-compile``
+measures that: about 1.6 times the start time). The venv is built with uv under /var/tmp, one
+per checkout and mode. The development venv also holds ``typing_extensions``, which msgspec
+imports when present (+20 ms, +7 MiB): it is not used here.
+
+For ours and, when present, the reference ``codex exec-server``: ``--runs`` starts each,
 alternating; each measures exec -> the first ``GET /readyz`` answered 200 (polled every 2 ms on
 a port chosen beforehand), then the server's RSS once ready (idle, no connection). Reports p50
 and max; targets: ours p50 <= 150 ms, idle RSS <= 28 MiB.
 
-    .venv/bin/python bench/startup.py [--runs 10] [--no-reference] [--json]
+    .venv/bin/python bench/startup.py [--runs 10] [--no-reference] [--no-compile] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import socket
@@ -33,20 +39,25 @@ from exec_server.testing.reference import reference_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME_VENV = "/var/tmp/exec-server-bench-runtime"
 
 
-def runtime_python() -> str:
+def runtime_python(*, compile_bytecode: bool = True) -> str:
     """A venv with the workspace's two packages and their runtime dependencies only."""
-    python = os.path.join(RUNTIME_VENV, "bin", "python")
+    checkout = hashlib.sha256(ROOT_DIR.encode()).hexdigest()[:8]
+    mode = "" if compile_bytecode else "-no-compile"
+    venv = f"/var/tmp/exec-server-bench-runtime-{checkout}{mode}"
+    python = os.path.join(venv, "bin", "python")
     uv = os.path.join(ROOT_DIR, ".uv", "bin", "uv")
-    subprocess.run([uv, "venv", "-q", "--allow-existing", RUNTIME_VENV, "--python", sys.executable],
+    subprocess.run([uv, "venv", "-q", "--allow-existing", venv, "--python", sys.executable],
                    check=True)  # fmt: skip
     packages = [
         os.path.join(ROOT_DIR, "packages", "exec-server-protocol"),
         os.path.join(ROOT_DIR, "packages", "exec-server") + "[server]",
     ]
-    subprocess.run([uv, "pip", "install", "-q", "--reinstall-package", "exec-server",
+    # --no-sources: the protocol package as a regular install (the workspace source would make
+    # it an editable one, its modules read from the checkout).
+    flags = ["--no-sources", *(["--compile-bytecode"] if compile_bytecode else [])]
+    subprocess.run([uv, "pip", "install", "-q", *flags, "--reinstall-package", "exec-server",
                     "--reinstall-package", "exec-server-protocol", "--python", python, *packages],
                    check=True)  # fmt: skip
     return python
@@ -99,13 +110,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument(
+        "--no-compile", action="store_true", help="install ours without compiling its bytecode"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    python = runtime_python()
+    python = runtime_python(compile_bytecode=not args.no_compile)
     servers: dict[str, tuple[list[str], dict[str, str]]] = {
         "ours": (
             [python, "-m", "exec_server", "--listen", "ws://127.0.0.1:{port}"],
-            dict(os.environ),
+            # Its own installed modules only, whatever PYTHONPATH this script runs with.
+            {k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         ),
     }
     reference = None if args.no_reference else reference_bin(ROOT)
@@ -121,7 +136,11 @@ def main() -> int:
     for _ in range(args.runs):
         for name, (command, env) in servers.items():
             samples[name].append(one(command, env))
-    result: dict[str, Any] = {"runs": args.runs, "load": os.getloadavg()[0]}
+    result: dict[str, Any] = {
+        "runs": args.runs,
+        "load": os.getloadavg()[0],
+        "bytecode": not args.no_compile,
+    }
     for name, values in samples.items():
         ready = [v[0] for v in values]
         rss = [v[1] for v in values]
@@ -132,7 +151,11 @@ def main() -> int:
         }
     if args.json:
         print(json.dumps(result, indent=2))
-    print(f"exec -> /readyz 200 and idle RSS, {args.runs} starts each (load {result['load']:.2f})")
+    mode = "" if result["bytecode"] else ", ours without bytecode"
+    print(
+        f"exec -> /readyz 200 and idle RSS, {args.runs} starts each "
+        f"(load {result['load']:.2f}{mode})"
+    )
     for name in servers:
         r = result[name]
         print(

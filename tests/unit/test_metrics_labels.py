@@ -24,4 +24,4 @@ def test_an_undeclared_limit_is_a_bug_not_a_new_series() -> None:
     m.limit_hit("max_handshakes")
     with pytest.raises(KeyError):
         m.limit_hit("anything a caller invents")
-    assert m.limits_hit.labels("max_handshakes")._value.get() == 1
+    assert m.limits_hit.values[("max_handshakes",)] == 1

@@ -148,6 +148,84 @@ _DEFAULTS = ServerConfig()
 """The defaults of every setting (written once, in :class:`ServerConfig`)."""
 
 
+_Setting = tuple[str, type[int] | type[float], float, str, str]
+"""A numeric option: flag, type, default, metavar, what it sets (its help, then the default)."""
+
+_SESSION_SETTINGS: tuple[_Setting, ...] = (
+    (
+        "--session-ttl",
+        float,
+        _DEFAULTS.session_ttl,
+        "SECONDS",
+        "how long a disconnected session (and its processes) survives",
+    ),
+    (
+        "--retention-bytes",
+        int,
+        _DEFAULTS.retention_bytes,
+        "N",
+        "output retained per process for process/read",
+    ),
+    (
+        "--closed-retention",
+        float,
+        _DEFAULTS.closed_retention_s,
+        "SECONDS",
+        "how long a closed process stays readable",
+    ),
+    (
+        "--max-message-size",
+        int,
+        _DEFAULTS.max_message_size,
+        "BYTES",
+        "largest inbound message; larger closes the connection (1009)",
+    ),
+    (
+        "--stop-grace",
+        float,
+        _DEFAULTS.stop_grace,
+        "SECONDS",
+        "at shutdown and session expiry: SIGHUP to tty processes, wait, SIGTERM to every process "
+        "tree, wait this long each time, then SIGKILL",
+    ),
+)
+_CONNECTION_SETTINGS: tuple[_Setting, ...] = (
+    (
+        "--handshake-timeout",
+        float,
+        _DEFAULTS.handshake_timeout,
+        "SECONDS",
+        "a connection that has not finished its WebSocket upgrade (or HTTP request) this long "
+        "after accept is closed",
+    ),
+    (
+        "--max-handshakes",
+        int,
+        _DEFAULTS.max_handshakes,
+        "N",
+        "connections still in the handshake at once; more are closed at accept",
+    ),
+    (
+        "--max-handshakes-per-address",
+        int,
+        _DEFAULTS.max_handshakes_per_address,
+        "N",
+        "connections still in the handshake at once from one peer address; more are closed at "
+        "accept",
+    ),
+    (
+        "--drain-timeout",
+        float,
+        _DEFAULTS.drain_timeout,
+        "SECONDS",
+        "on SIGTERM, drain before the shutdown: /readyz answers 503 and new sessions are refused, "
+        "while existing sessions (resumes included) keep working until their processes have "
+        "exited and been read, or for at most this long. 0: shut down at once. A second SIGTERM, "
+        "or SIGINT, stops at once",
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="exec-server",
@@ -170,42 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="log level for stderr. Default: %(default)s",
     )
-    p.add_argument(
-        "--session-ttl",
-        type=float,
-        default=_DEFAULTS.session_ttl,
-        metavar="SECONDS",
-        help="how long a disconnected session (and its processes) survives. Default: %(default)s",
-    )
-    p.add_argument(
-        "--retention-bytes",
-        type=int,
-        default=_DEFAULTS.retention_bytes,
-        metavar="N",
-        help="output retained per process for process/read. Default: %(default)s",
-    )
-    p.add_argument(
-        "--closed-retention",
-        type=float,
-        default=_DEFAULTS.closed_retention_s,
-        metavar="SECONDS",
-        help="how long a closed process stays readable. Default: %(default)s",
-    )
-    p.add_argument(
-        "--max-message-size",
-        type=int,
-        default=_DEFAULTS.max_message_size,
-        metavar="BYTES",
-        help="largest inbound message; larger closes the connection (1009). Default: %(default)s",
-    )
-    p.add_argument(
-        "--stop-grace",
-        type=float,
-        default=_DEFAULTS.stop_grace,
-        metavar="SECONDS",
-        help="at shutdown and session expiry: SIGHUP to tty processes, wait, SIGTERM to every "
-        "process tree, wait this long each time, then SIGKILL. Default: %(default)s",
-    )
+    for setting in _SESSION_SETTINGS:
+        _number(p, *setting)
     p.add_argument(
         "--landlock-max-abi",
         type=int,
@@ -224,52 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
         "logged as a warning at start and reported by environment/info. What the host can "
         "sandbox still is. Default: %(default)s (never run unsandboxed what asked for a sandbox)",
     )
-    p.add_argument(
-        "--handshake-timeout",
-        type=float,
-        default=_DEFAULTS.handshake_timeout,
-        metavar="SECONDS",
-        help="a connection that has not finished its WebSocket upgrade (or HTTP request) this "
-        "long after accept is closed. Default: %(default)s",
-    )
-    p.add_argument(
-        "--max-handshakes",
-        type=int,
-        default=_DEFAULTS.max_handshakes,
-        metavar="N",
-        help="connections still in the handshake at once; more are closed at accept. "
-        "Default: %(default)s",
-    )
-    p.add_argument(
-        "--max-handshakes-per-address",
-        type=int,
-        default=_DEFAULTS.max_handshakes_per_address,
-        metavar="N",
-        help="connections still in the handshake at once from one peer address; more are "
-        "closed at accept. Default: %(default)s",
-    )
-    p.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=_DEFAULTS.drain_timeout,
-        metavar="SECONDS",
-        help="on SIGTERM, drain before the shutdown: /readyz answers 503 and new sessions are "
-        "refused, while existing sessions (resumes included) keep working until their "
-        "processes have exited and been read, or for at most this long. 0: shut down at once. "
-        "A second SIGTERM, or SIGINT, stops at once. Default: %(default)s",
-    )
+    for setting in _CONNECTION_SETTINGS:
+        _number(p, *setting)
     p.add_argument(
         "--no-cgroups",
         action="store_true",
         help="do not use per-process cgroups for tree kill (fall back to process groups)",
     )
-    p.add_argument(
+    _number(
+        p,
         "--concurrent-requests",
-        type=int,
-        default=MAX_REQUESTS_IN_FLIGHT,
-        metavar="N",
-        help="requests of one connection that run at once (long polls included); more wait "
-        "unread until one finishes. The reference's default is 1. Default: %(default)s",
+        int,
+        MAX_REQUESTS_IN_FLIGHT,
+        "N",
+        "requests of one connection that run at once (long polls included); more wait unread "
+        "until one finishes. The reference's default is 1",
     )
     p.add_argument(
         "--exit-on-stdin-close",
@@ -294,13 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     auth.add_argument("--ws-issuer", help="required `iss` claim of signed tokens")
     auth.add_argument("--ws-audience", help="required `aud` claim of signed tokens")
-    auth.add_argument(
-        "--ws-max-clock-skew-seconds",
-        type=int,
-        default=30,
-        metavar="S",
-        help="tolerance for exp/nbf. Default: %(default)s",
-    )
+    _number(auth, "--ws-max-clock-skew-seconds", int, 30, "S", "tolerance for exp/nbf")
     auth.add_argument(
         "--allow-unauthenticated",
         action="store_true",
@@ -317,6 +324,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tls.add_argument("--tls-key", metavar="FILE", help="the PEM private key (unencrypted)")
     return p
+
+
+def _number(
+    group: argparse._ActionsContainer,
+    flag: str,
+    kind: type[int] | type[float],
+    default: float | None,
+    metavar: str,
+    what: str,
+) -> None:
+    """A numeric option whose help says what it sets, then its default."""
+    group.add_argument(
+        flag, type=kind, default=default, metavar=metavar, help=f"{what}. Default: %(default)s"
+    )
 
 
 class _VersionAction(argparse.Action):
@@ -363,9 +384,7 @@ def _add_quota_arguments(p: argparse.ArgumentParser) -> None:
         "serving everything else)"
     )
     for flag, default, what in _QUOTAS:
-        group.add_argument(
-            flag, type=int, default=default, metavar="N", help=f"{what}. Default: %(default)s"
-        )
+        _number(group, flag, int, default, "N", what)
     group.add_argument(
         "--cgroup-pids-max",
         type=int,

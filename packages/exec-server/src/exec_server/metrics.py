@@ -1,4 +1,4 @@
-"""The server's Prometheus metrics (``GET /metrics``), on the maintained ``prometheus_client``.
+"""The server's Prometheus metrics (``GET /metrics``): counted here, shown by ``prometheus_client``.
 
 Names follow Codex's exec-server telemetry where it has one (``exec_server_connections_*``,
 ``exec_server_requests_total``, ``exec_server_request_duration_seconds``,
@@ -33,21 +33,22 @@ of a flag or a fixed limit (:data:`LIMITS`).
 
 One :data:`METRICS` per server process (the CLI runs one server); the modules that hit a limit
 deep down (transport, fs) report to it without knowing the server.
+
+Counting is plain ``int`` and ``dict`` arithmetic, done in the event loop's thread only (there
+is no lock): the per-frame byte counters are an attribute increment. ``prometheus_client`` is
+imported at the first scrape, by :meth:`Metrics.render` (:mod:`._exposition` turns these counts
+into its metric families and it writes the text format, the same text its own ``Counter``,
+``Gauge`` and ``Histogram`` would): an executor that is started often and scraped later, or
+never, does not pay its import (about 20-40 ms and 2 MiB) before it is ready.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 
 from exec_server_protocol import METHODS, ErrorCode
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
 
 __all__ = ["LIMITS", "METRICS", "Metrics", "error_class", "method_label"]
 
@@ -71,9 +72,12 @@ LIMITS = frozenset(
 """Names :meth:`Metrics.limit_hit` accepts."""
 
 _ERROR_CLASSES = {int(code): code.name.lower() for code in ErrorCode}
-_DURATION_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-_PROCESS_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+DURATION_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+PROCESS_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 PROCESS_RESULTS = ("exited", "signaled", "failed_to_start")
+
+Labels = tuple[str, ...]
+"""The label values of one series, in the order of its family's label names."""
 
 
 def error_class(code: int) -> str:
@@ -89,92 +93,89 @@ def method_label(method: str | None) -> str:
     return method if method in METHODS else "unknown"
 
 
+class LabelledCounter:
+    """A counter per label values, each with the time it was first counted (the ``_created``
+    series), in that order."""
+
+    __slots__ = ("created", "values")
+
+    def __init__(self, initial: Iterable[Labels] = ()) -> None:
+        self.values: dict[Labels, int] = {}
+        self.created: dict[Labels, float] = {}
+        for labels in initial:
+            self.inc(labels, 0)
+
+    def inc(self, labels: Labels, amount: int = 1) -> None:
+        if labels in self.values:
+            self.values[labels] += amount
+        else:
+            self.values[labels] = amount
+            self.created[labels] = time.time()
+
+
+class HistogramSeries:
+    """One series of a histogram: observations per bucket (not cumulative; the last one is
+    ``+Inf``), their sum, and the time of the first."""
+
+    __slots__ = ("counts", "created", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * (buckets + 1)
+        self.sum = 0.0
+        self.created = time.time()
+
+
+class LabelledHistogram:
+    """A histogram per label values; an observation goes to the first bucket whose upper bound
+    is at least its value (``le``)."""
+
+    __slots__ = ("buckets", "series")
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.series: dict[Labels, HistogramSeries] = {}
+
+    def observe(self, labels: Labels, value: float) -> None:
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = HistogramSeries(len(self.buckets))
+        series.counts[bisect_left(self.buckets, value)] += 1
+        series.sum += value
+
+
 class Metrics:
-    """Every metric family of one server, in a registry of its own."""
+    """Every metric family of one server. The unlabelled counts are attributes the server
+    increments itself; the rest change through the methods."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self._limits = set(LIMITS)
-        self.connections_active = Gauge(
-            "exec_server_connections_active", "Open client connections.", registry=r
-        )
-        self.connections = Counter(
-            "exec_server_connections", "Accepted client connections.", registry=r
-        )
-        self.requests = Counter(
-            "exec_server_requests",
-            "Requests answered, by method and result (ok or the error's class).",
-            ["method", "result"],
-            registry=r,
-        )
-        self.request_duration = Histogram(
-            "exec_server_request_duration_seconds",
-            "Time from a request's arrival to its answer.",
-            ["method"],
-            buckets=_DURATION_BUCKETS,
-            registry=r,
-        )
-        self.received_bytes = Counter(
-            "exec_server_received_bytes",
-            "JSON-RPC message bytes received from clients.",
-            registry=r,
-        )
-        self.sent_bytes = Counter(
-            "exec_server_sent_bytes", "JSON-RPC message bytes sent to clients.", registry=r
-        )
-        self.processes_active = Gauge(
-            "exec_server_processes_active",
-            "Processes started and not yet closed (or killed).",
-            registry=r,
-        )
-        self.processes_finished = Counter(
-            "exec_server_processes_finished",
-            "Processes that exited, were killed by a signal, or failed to start.",
-            ["result"],
-            registry=r,
-        )
-        self.process_duration = Histogram(
-            "exec_server_process_duration_seconds",
-            "Wall time from spawn to exit (0 for a failed start).",
-            ["result"],
-            buckets=_PROCESS_BUCKETS,
-            registry=r,
-        )
-        self.sessions_attached = Gauge(
-            "exec_server_sessions_attached", "Sessions with a connection.", registry=r
-        )
-        self.sessions_detached = Gauge(
-            "exec_server_sessions_detached",
-            "Sessions without a connection, waiting for a resume or their expiry.",
-            registry=r,
-        )
-        self.limits_hit = Counter(
-            "exec_server_limits_hit",
-            "Times a limit or quota refused something, by limit.",
-            ["limit"],
-            registry=r,
-        )
-        for limit in LIMITS:
-            self.limits_hit.labels(limit)
-        for result in PROCESS_RESULTS:
-            self.processes_finished.labels(result)
+        self.created = time.time()
+        """When the unlabelled counters started (their ``_created`` series)."""
+        self.connections_active = 0
+        self.connections = 0
+        self.received_bytes = 0
+        self.sent_bytes = 0
+        self.requests = LabelledCounter()
+        self.request_duration = LabelledHistogram(DURATION_BUCKETS)
+        self.processes_finished = LabelledCounter((result,) for result in PROCESS_RESULTS)
+        self.process_duration = LabelledHistogram(PROCESS_BUCKETS)
+        self.limits_hit = LabelledCounter((limit,) for limit in LIMITS)
+        self.processes_active: Callable[[], int] = _none
+        self.sessions_attached: Callable[[], int] = _none
+        self.sessions_detached: Callable[[], int] = _none
 
     def limit_hit(self, name: str) -> None:
         """A limit refused something. Raises KeyError for an undeclared name (a bug)."""
-        if name not in self._limits:
-            raise KeyError(name)
-        self.limits_hit.labels(name).inc()
+        self.limits_hit.values[(name,)] += 1
 
     def process_finished(self, result: str, seconds: float) -> None:
         """A process exited (``exited``), was killed by a signal (``signaled``), or could not
         be started (``failed_to_start``, 0 seconds)."""
-        self.processes_finished.labels(result).inc()
-        self.process_duration.labels(result).observe(seconds)
+        self.processes_finished.inc((result,))
+        self.process_duration.observe((result,), seconds)
 
     def request_answered(self, method: str, result: str, seconds: float) -> None:
-        self.requests.labels(method, result).inc()
-        self.request_duration.labels(method).observe(seconds)
+        self.requests.inc((method, result))
+        self.request_duration.observe((method,), seconds)
 
     def observe_state(
         self,
@@ -184,13 +185,19 @@ class Metrics:
         detached: Callable[[], int],
     ) -> None:
         """Read these gauges from the server's own state at each scrape."""
-        self.processes_active.set_function(processes)
-        self.sessions_attached.set_function(attached)
-        self.sessions_detached.set_function(detached)
+        self.processes_active = processes
+        self.sessions_attached = attached
+        self.sessions_detached = detached
 
     def render(self) -> tuple[bytes, str]:
         """The exposition (Prometheus text format) and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from ._exposition import render  # prometheus_client: imported at the first scrape
+
+        return render(self)
+
+
+def _none() -> int:
+    return 0
 
 
 METRICS = Metrics()

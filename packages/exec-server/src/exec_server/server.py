@@ -210,13 +210,13 @@ class ClientConnection:
         self._big_replies = asyncio.Semaphore(MAX_BIG_REPLIES_IN_FLIGHT)
         self._reading_paused = False
         self._max_in_flight = server.config.max_requests_in_flight
-        METRICS.connections.inc()
-        METRICS.connections_active.inc()
+        METRICS.connections += 1
+        METRICS.connections_active += 1
 
     # ---------------------------------------------------------------- MessageHandler
 
     def on_message(self, frame: bytes) -> None:
-        METRICS.received_bytes.inc(len(frame))
+        METRICS.received_bytes += len(frame)
         action = self.peer.receive(frame)
         if isinstance(action, Dispatch):
             self._dispatch(action)
@@ -230,7 +230,7 @@ class ClientConnection:
         if self._closed:
             return
         self._closed = True
-        METRICS.connections_active.dec()
+        METRICS.connections_active -= 1
         for task in self._tasks:
             task.cancel()
         session = self.session
@@ -256,7 +256,7 @@ class ClientConnection:
 
     def send(self, *parts: bytes) -> None:
         if not self._closed:
-            METRICS.sent_bytes.inc(sum(map(len, parts)))
+            METRICS.sent_bytes += sum(map(len, parts))
             self.sink.send(*parts)
 
     def _answer(self, d: Dispatch, started: float, out: Any, exc: BaseException | None) -> None:

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from .stdio import serve_stdio
     from .websocket import HttpPolicy, serve_websocket
 
-# Imported on first use: the client shares ``_messages`` with the server and must import none
-# of the server's dependencies (prometheus_client, through ``websocket`` and ``_limits``).
+# Imported on first use: the client shares ``_messages`` with the server and imports none of
+# the server's modules through here (``websocket`` and ``_limits`` count the server's metrics,
+# ``websocket`` authenticates).
 _WHERE = {
     "AcceptErrorHandler": "._limits",
     "TlsCertificate": "._tls",
