@@ -38,17 +38,19 @@ import psutil
 from exec_server.testing.reference import reference_bin
 
 ROOT = Path(__file__).resolve().parent.parent
-ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT_DIR = str(ROOT)
 
 
-def runtime_python(*, compile_bytecode: bool = True) -> str:
-    """A venv with the workspace's two packages and their runtime dependencies only."""
-    checkout = hashlib.sha256(ROOT_DIR.encode()).hexdigest()[:8]
+def runtime_python(base: str, *, compile_bytecode: bool = True) -> str:
+    """A venv made from interpreter ``base`` with the workspace's two packages and their
+    runtime dependencies only."""
+    key = f"{ROOT_DIR}\0{os.path.realpath(base)}"
+    checkout = hashlib.sha256(key.encode()).hexdigest()[:8]
     mode = "" if compile_bytecode else "-no-compile"
     venv = f"/var/tmp/exec-server-bench-runtime-{checkout}{mode}"
     python = os.path.join(venv, "bin", "python")
     uv = os.path.join(ROOT_DIR, ".uv", "bin", "uv")
-    subprocess.run([uv, "venv", "-q", "--allow-existing", venv, "--python", sys.executable],
+    subprocess.run([uv, "venv", "-q", "--allow-existing", venv, "--python", base],
                    check=True)  # fmt: skip
     packages = [
         os.path.join(ROOT_DIR, "packages", "exec-server-protocol"),
@@ -113,9 +115,15 @@ def main() -> int:
     parser.add_argument(
         "--no-compile", action="store_true", help="install ours without compiling its bytecode"
     )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter ours runs on (default: this one; e.g. /usr/bin/python3, what the "
+        "container image and a Debian host run)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    python = runtime_python(compile_bytecode=not args.no_compile)
+    python = runtime_python(args.python, compile_bytecode=not args.no_compile)
     servers: dict[str, tuple[list[str], dict[str, str]]] = {
         "ours": (
             [python, "-m", "exec_server", "--listen", "ws://127.0.0.1:{port}"],
@@ -140,6 +148,12 @@ def main() -> int:
         "runs": args.runs,
         "load": os.getloadavg()[0],
         "bytecode": not args.no_compile,
+        "python": subprocess.run(
+            [python, "-c", "import sys; print(sys.version.split()[0], sys.base_prefix)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip(),
     }
     for name, values in samples.items():
         ready = [v[0] for v in values]
@@ -154,7 +168,7 @@ def main() -> int:
     mode = "" if result["bytecode"] else ", ours without bytecode"
     print(
         f"exec -> /readyz 200 and idle RSS, {args.runs} starts each "
-        f"(load {result['load']:.2f}{mode})"
+        f"(load {result['load']:.2f}{mode}; ours on Python {result['python']})"
     )
     for name in servers:
         r = result[name]
