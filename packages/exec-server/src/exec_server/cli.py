@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -35,6 +36,13 @@ from .transport import AcceptErrorHandler, TlsCertificate
 from .transport.stdio import serve_stdio
 
 __all__ = ["build_parser", "main"]
+
+# The `[server]` extra's modules are imported where first needed (prometheus_client at the first
+# scrape of /metrics, tomli_w by the environment config), so a client-only install would start
+# and break later: it fails here, at import, and the entry point says what to install.
+for _name in ("prometheus_client", "tomli_w"):
+    if importlib.util.find_spec(_name) is None:
+        raise ModuleNotFoundError(f"No module named {_name!r}", name=_name)
 
 _EXTRA_KEYS = (
     "session_id",
