@@ -25,7 +25,7 @@ _EXEC_SERVER = os.path.join(os.path.dirname(sys.executable), "exec-server")
 _IMPORTS = (
     "import exec_server.cli, exec_server.server, exec_server.sandbox, exec_server.fs,"
     " exec_server.processes.table, exec_server.transport.websocket, exec_server.testing.confine,"
-    " exec_server.environment_config, sys;"
+    " exec_server.environment_config, exec_server._exposition, sys;"
     " print('\\n'.join(sorted({m.__file__ for m in list(sys.modules.values())"
     " if getattr(m, '__file__', None)})))"
 )
