@@ -11,11 +11,13 @@ import resource
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from exec_server.testing import RawClient, ServerProcess
 
-from tests.support import wait_until
+from tests.support import self_signed_certificate, wait_until
 
 # The server started with the usual 1024-descriptor soft limit (and the hard limit it inherits).
 LOW_SOFT_LIMIT = (
@@ -27,7 +29,7 @@ LOW_SOFT_LIMIT = (
 
 
 def host_port(url: str) -> tuple[str, int]:
-    host, port = url.removeprefix("ws://").rsplit(":", 1)
+    host, port = url.removeprefix("ws://").removeprefix("wss://").rsplit(":", 1)
     return host, int(port)
 
 
@@ -47,12 +49,12 @@ async def closed_by_server(sock: socket.socket) -> None:
         assert data == b"", data
 
 
-async def connect_from(url: str, source: str) -> RawClient:
+async def connect_from(url: str, source: str, **kwargs: Any) -> RawClient:
     sock = socket.socket()
     sock.bind((source, 0))
     sock.connect(host_port(url))
     sock.setblocking(False)
-    return await RawClient.connect(url, sock=sock)
+    return await RawClient.connect(url, sock=sock, **kwargs)
 
 
 @pytest.fixture
@@ -105,9 +107,17 @@ async def test_1100_idle_connections_are_closed_by_the_deadline_and_a_new_client
     assert_clean_log(s)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["clear-text", "tls"])
 async def test_handshake_caps_refuse_at_once_and_spare_other_addresses(
-    idle_sockets: list[socket.socket],
+    idle_sockets: list[socket.socket], tls: bool, tmp_path: Path
 ) -> None:
+    # Under TLS the idle peers never send a ClientHello: the TLS handshake counts too.
+    tls_args: list[str] = []
+    client_args: dict[str, Any] = {}
+    if tls:
+        cert = self_signed_certificate(tmp_path, "server")
+        tls_args = ["--tls-cert", cert.cert_file, "--tls-key", cert.key_file]
+        client_args = {"ssl": cert.client_context()}
     async with ServerProcess(
         "--handshake-timeout",
         "60",
@@ -115,6 +125,7 @@ async def test_handshake_caps_refuse_at_once_and_spare_other_addresses(
         "8",
         "--max-handshakes-per-address",
         "4",
+        *tls_args,
     ) as s:
         idle_sockets.extend([await open_idle(s.url) for _ in range(4)])
         # A fifth from the same address is closed at once, long before the 60 s deadline.
@@ -123,7 +134,7 @@ async def test_handshake_caps_refuse_at_once_and_spare_other_addresses(
         async with asyncio.timeout(20):
             await closed_by_server(fifth)
         # Another address still gets through, handshake and all.
-        c = await connect_from(s.url, "127.0.0.2")
+        c = await connect_from(s.url, "127.0.0.2", **client_args)
         await c.handshake()
         # A finished handshake no longer counts: 4 + 4 idle fill the total cap of 8.
         idle_sockets.extend([await open_idle(s.url, "127.0.0.2") for _ in range(4)])
@@ -167,3 +178,42 @@ async def test_accept_failing_for_lack_of_descriptors_is_logged_briefly_not_as_t
         await c.aclose()
     assert "Traceback" not in log()
     assert "socket.accept() out of system resource" not in log()
+
+
+async def test_failed_tls_handshakes_give_their_place_back(tmp_path: Path) -> None:
+    """Peers that speak clear text to the TLS port, or hang up before the TLS handshake is
+    done, fail it; each failure frees its slot, so later clients from the same address are not
+    refused by the per-address cap (2 here)."""
+    cert = self_signed_certificate(tmp_path, "server")
+    async with ServerProcess(
+        "--max-handshakes-per-address", "2", "--tls-cert", cert.cert_file,
+        "--tls-key", cert.key_file,
+    ) as s:  # fmt: skip
+        loop = asyncio.get_running_loop()
+        for _ in range(3):
+            sock = await open_idle(s.url)  # clear text: the server ends the connection
+            await loop.sock_sendall(sock, b"GET /readyz HTTP/1.1\r\n\r\n")
+            async with asyncio.timeout(20):
+                await closed_by_server(sock)
+            sock.close()
+        for _ in range(3):
+            (await open_idle(s.url)).close()  # gone before the ClientHello
+
+        async def connects() -> bool:
+            try:
+                c = await RawClient.connect(s.url, ssl=cert.client_context())
+            except OSError:
+                return False  # refused by the cap: a slot is still taken
+            await c.handshake()
+            assert (await c.call("environment/info"))["platformOs"] == "linux"
+            await c.aclose()
+            return True
+
+        # The server sees the hang-ups when it sees them: poll, under a deadline. A slot
+        # still held by a failed handshake would refuse every attempt.
+        async with asyncio.timeout(20):
+            while not await connects():  # noqa: ASYNC110 - the server's view has no event
+                await asyncio.sleep(0.05)
+        assert await connects()
+        assert await connects()  # three in a row with the cap at 2: nothing is held
+    assert_clean_log(s)

@@ -8,7 +8,8 @@ with an ``Origin`` header → 403; more than one ``Authorization`` header → 40
 the auth check) → 101; anything else → 404. Inbound messages above
 ``max_message_size`` close the connection with 1009. Accepted sockets get TCP_NODELAY.
 With an ``ssl_context`` the listener speaks only TLS (``wss://``, and ``https://`` for the
-routes); the TLS handshake must also finish within ``handshake_timeout``.
+routes); the TLS handshake is part of the connection's handshake: within ``handshake_timeout``
+and counted by the caps below from accept on.
 Frames that arrive with the upgrade request (in the same read) are handled after the 101.
 
 Until its upgrade or HTTP answer, a connection is "in the handshake": it must finish within
@@ -121,8 +122,15 @@ class WebSocketConnection(asyncio.Protocol):
         policy: HttpPolicy,
         make_handler: Callable[[WebSocketConnection], MessageHandler],
         handshakes: HandshakeTracker | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._policy = policy
+        self._tls = tls
+        """Speak TLS on the accepted socket (this protocol starts it: see connection_made)."""
+        self._tls_start: asyncio.Task[None] | None = None
+        self._before_tls_done: bytearray | None = bytearray() if tls is not None else None
+        """Data decrypted before ``start_tls`` returned the TLS transport (asyncio delivers
+        the first bytes from inside the handshake's completion); handled once it has."""
         self._make_handler = make_handler
         self._handshakes = handshakes or HandshakeTracker(
             max_total=policy.max_handshakes, max_per_address=policy.max_handshakes_per_address
@@ -160,19 +168,52 @@ class WebSocketConnection(asyncio.Protocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         # Frames go straight to the socket only in clear text: under TLS that would bypass
-        # the encryption (the transport's "socket" is the raw TCP socket).
-        # (asyncio hands out a TransportSocket, which has no sendmsg: os.writev on its
-        # descriptor is the same single syscall.)
-        plain = transport.get_extra_info("ssl_object") is None
-        self._fd = sock.fileno() if sock is not None and plain else None
+        # the encryption. (asyncio hands out a TransportSocket, which has no sendmsg:
+        # os.writev on its descriptor is the same single syscall.)
+        self._fd = sock.fileno() if sock is not None and self._tls is None else None
         if not self._handshakes.try_enter(self._address):
             self._closed = True
             transport.abort()
             return
         self._in_handshake = True
-        self._handshake_timer = asyncio.get_running_loop().call_later(
+        loop = asyncio.get_running_loop()
+        self._handshake_timer = loop.call_later(
             self._policy.handshake_timeout, self._handshake_expired
         )
+        if self._tls is not None:
+            # The TLS handshake is part of the connection's handshake: under its deadline and
+            # inside its caps from accept on (a listener made with create_server(ssl=...)
+            # would call this only once TLS is up, so peers that never send a ClientHello
+            # would hold descriptors outside every cap).
+            transport.pause_reading()  # nothing reaches data_received before TLS is up
+            self._tls_start = loop.create_task(self._start_tls(transport, self._tls))
+
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self._policy.handshake_timeout,
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:  # ConnectionError is an OSError
+            log.debug("TLS handshake with %s failed: %s", self.peer, exc)
+            tls = None
+        if tls is None or self._closed:
+            # Failed, or the deadline passed: the protocol gets no connection_lost for a
+            # connection that never got through TLS, so it is released here.
+            self._handshake_over()
+            self._closed = True
+            raw.abort()
+            if tls is not None:
+                tls.abort()
+            return
+        tls.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self._transport = tls
+        early, self._before_tls_done = self._before_tls_done, None
+        if early:
+            self.data_received(bytes(early))
 
     def _handshake_over(self) -> None:
         if self._in_handshake:
@@ -194,6 +235,9 @@ class WebSocketConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closed:
             return  # refused or timed out: the transport is going away
+        if self._before_tls_done is not None:
+            self._before_tls_done += data  # replies would go out on the raw transport
+            return
         if self._proto is not None:
             self._proto.receive_data(data)
             self._after_receive()
@@ -479,19 +523,17 @@ async def serve_websocket(
 ) -> asyncio.Server:
     """Listen on ``host:port`` (port 0 picks a free one); with ``ssl_context``, TLS only.
 
-    Under TLS the handler's handshake deadline and caps start once the TLS handshake is
-    done (asyncio calls the protocol only then); until then ``handshake_timeout`` bounds it.
+    Under TLS the connection's handshake deadline and caps start at accept and cover the TLS
+    handshake too (the protocol starts TLS itself).
     """
     loop = asyncio.get_running_loop()
     handshakes = HandshakeTracker(
         max_total=policy.max_handshakes, max_per_address=policy.max_handshakes_per_address
     )
     return await loop.create_server(
-        lambda: WebSocketConnection(policy, make_handler, handshakes),
+        lambda: WebSocketConnection(policy, make_handler, handshakes, ssl_context),
         host,
         port,
         reuse_address=True,
         backlog=max(128, policy.max_handshakes),
-        ssl=ssl_context,
-        ssl_handshake_timeout=policy.handshake_timeout if ssl_context is not None else None,
     )
