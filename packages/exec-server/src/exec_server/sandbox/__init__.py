@@ -15,10 +15,39 @@ mount (see ``_fs``).
 
 from __future__ import annotations
 
-from ._fs import run_fs_sandboxed
-from ._heuristic import DENIAL_KEYWORDS, is_sandbox_denied
-from ._probe import capabilities, configure, describe, external_isolation, layers
-from ._spawn import SandboxPlan, SandboxType, prepare_spawn
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._fs import run_fs_sandboxed
+    from ._heuristic import DENIAL_KEYWORDS, is_sandbox_denied
+    from ._probe import capabilities, configure, describe, external_isolation, layers
+    from ._spawn import SandboxPlan, SandboxType, prepare_spawn
+
+# Imported on first use: the server probes the layers right after it is ready (``_probe``,
+# which brings ``_spawn`` for the namespace probe), and ``_fs`` with the file machinery comes
+# with the first sandboxed fs method (idle RSS of a warm executor, see bench/README.md).
+_WHERE = {
+    "DENIAL_KEYWORDS": "._heuristic",
+    "SandboxPlan": "._spawn",
+    "SandboxType": "._spawn",
+    "capabilities": "._probe",
+    "configure": "._probe",
+    "describe": "._probe",
+    "external_isolation": "._probe",
+    "is_sandbox_denied": "._heuristic",
+    "layers": "._probe",
+    "prepare_spawn": "._spawn",
+    "run_fs_sandboxed": "._fs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
 
 __all__ = [
     "DENIAL_KEYWORDS",
