@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import exec_server
+import pytest
+from exec_server import processes, sandbox, transport
 
 PER_CLIENT = (
     "exec_server.connection",
@@ -60,3 +62,11 @@ def test_a_listening_server_imports_the_per_client_machinery_at_the_first_connec
     assert package == exec_server.__file__  # the code under test, not an installed copy
     assert json.loads(at_start) == []
     assert json.loads(after_connect) == list(PER_CLIENT)
+
+
+def test_every_name_a_lazy_package_exports_resolves_and_others_raise_attribute_error() -> None:
+    for package in (processes, sandbox, transport):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, (package.__name__, name)
+        with pytest.raises(AttributeError, match="no attribute 'nope'"):
+            _ = package.nope  # type: ignore[attr-defined]  # the name that is not there

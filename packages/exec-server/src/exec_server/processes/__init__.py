@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .config import ProcessConfig
@@ -17,26 +18,22 @@ if TYPE_CHECKING:
 # Imported on first use: a server with no client yet needs only ``tree`` (the orphan reaper,
 # the cgroup tree) and ``config``; the rest is imported with its first session (idle RSS of a
 # warm executor, see bench/README.md "Executor start").
-_WHERE = {
-    "CgroupManager": ".tree",
-    "ManagedProcess": ".process",
-    "OrphanReaper": ".tree",
-    "OutputRing": ".ring",
-    "ProcessConfig": ".config",
-    "ProcessTable": ".table",
-    "SpawnSpec": ".spawn",
-    "build_env": ".env",
-    "make_subreaper": ".tree",
-    "reset_inherited_signal_state": ".tree",
-    "resolve_executable": ".env",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "CgroupManager": ".tree",
+        "ManagedProcess": ".process",
+        "OrphanReaper": ".tree",
+        "OutputRing": ".ring",
+        "ProcessConfig": ".config",
+        "ProcessTable": ".table",
+        "SpawnSpec": ".spawn",
+        "build_env": ".env",
+        "make_subreaper": ".tree",
+        "reset_inherited_signal_state": ".tree",
+        "resolve_executable": ".env",
+    },
+)
 
 
 __all__ = [

@@ -15,8 +15,9 @@ mount (see ``_fs``).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._fs import run_fs_sandboxed
@@ -27,26 +28,22 @@ if TYPE_CHECKING:
 # Imported on first use: the server probes the layers right after it is ready (``_probe``,
 # which brings ``_spawn`` for the namespace probe), and ``_fs`` with the file machinery comes
 # with the first sandboxed fs method (idle RSS of a warm executor, see bench/README.md).
-_WHERE = {
-    "DENIAL_KEYWORDS": "._heuristic",
-    "SandboxPlan": "._spawn",
-    "SandboxType": "._spawn",
-    "capabilities": "._probe",
-    "configure": "._probe",
-    "describe": "._probe",
-    "external_isolation": "._probe",
-    "is_sandbox_denied": "._heuristic",
-    "layers": "._probe",
-    "prepare_spawn": "._spawn",
-    "run_fs_sandboxed": "._fs",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DENIAL_KEYWORDS": "._heuristic",
+        "SandboxPlan": "._spawn",
+        "SandboxType": "._spawn",
+        "capabilities": "._probe",
+        "configure": "._probe",
+        "describe": "._probe",
+        "external_isolation": "._probe",
+        "is_sandbox_denied": "._heuristic",
+        "layers": "._probe",
+        "prepare_spawn": "._spawn",
+        "run_fs_sandboxed": "._fs",
+    },
+)
 
 
 __all__ = [
