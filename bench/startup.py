@@ -14,7 +14,10 @@ imports when present (+20 ms, +7 MiB): it is not used here.
 For ours and, when present, the reference ``codex exec-server``: ``--runs`` starts each,
 alternating; each measures exec -> the first ``GET /readyz`` answered 200 (polled every 2 ms on
 a port chosen beforehand), then the server's RSS once ready (idle, no connection). Reports p50
-and max; targets: ours p50 <= 150 ms, idle RSS <= 28 MiB.
+and max; targets: ours p50 <= 150 ms, idle RSS <= 28 MiB. Then, on the same server, two
+connections one after the other, each a WebSocket connect and an ``initialize`` answered: the
+first pays for what the server imports at its first client (ours defers the per-client
+machinery to it), the second does not; and the RSS with that one session.
 
     .venv/bin/python bench/startup.py [--runs 10] [--no-reference] [--no-compile] [--json]
 """
@@ -36,6 +39,7 @@ from typing import Any
 
 import psutil
 from exec_server.testing.reference import reference_bin
+from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 ROOT_DIR = str(ROOT)
@@ -80,8 +84,21 @@ def _ready(port: int) -> bool:
         return False
 
 
-def one(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Start ``command`` (with ``{port}`` filled in); returns (ms to ready, RSS MiB)."""
+def _connect_and_initialize(port: int) -> float:
+    """Ms from connect to the ``initialize`` result, on a new connection (closed after)."""
+    t0 = time.perf_counter()
+    with connect(f"ws://127.0.0.1:{port}", open_timeout=30) as ws:
+        ws.send(json.dumps({"id": 1, "method": "initialize", "params": {"clientName": "bench"}}))
+        reply = json.loads(ws.recv(timeout=30))
+        elapsed = (time.perf_counter() - t0) * 1000
+        if "result" not in reply:
+            raise RuntimeError(f"initialize failed: {reply}")
+    return elapsed
+
+
+def one(command: list[str], env: dict[str, str]) -> tuple[float, float, float, float, float]:
+    """Start ``command`` (with ``{port}`` filled in); returns (ms to ready, idle RSS MiB, ms of
+    the first and of the second connect + initialize, RSS MiB after them)."""
     port = _free_port()
     argv = [part.format(port=port) for part in command]
     t0 = time.perf_counter()
@@ -101,11 +118,16 @@ def one(command: list[str], env: dict[str, str]) -> tuple[float, float]:
             time.sleep(0.002)
         ready_ms = (time.perf_counter() - t0) * 1000
         time.sleep(0.2)  # let it settle after the first request before reading its memory
-        rss = sum(p.memory_info().rss for p in [psutil.Process(proc.pid)]) / (1 << 20)
+        server = psutil.Process(proc.pid)
+        rss = server.memory_info().rss / (1 << 20)
+        first_ms = _connect_and_initialize(port)
+        second_ms = _connect_and_initialize(port)
+        time.sleep(0.2)
+        rss_after = server.memory_info().rss / (1 << 20)
     finally:
         proc.terminate()
         proc.wait(10)
-    return ready_ms, rss
+    return ready_ms, rss, first_ms, second_ms, rss_after
 
 
 def main() -> int:
@@ -139,7 +161,9 @@ def main() -> int:
             [reference, "exec-server", "--listen", "ws://127.0.0.1:{port}"],
             env,
         )
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
+    samples: dict[str, list[tuple[float, float, float, float, float]]] = {
+        name: [] for name in servers
+    }
     one(*servers["ours"])  # warm the page cache once, for both alike
     for _ in range(args.runs):
         for name, (command, env) in servers.items():
@@ -162,6 +186,9 @@ def main() -> int:
             "ready_p50_ms": statistics.median(ready),
             "ready_max_ms": max(ready),
             "rss_p50_mib": statistics.median(rss),
+            "first_initialize_p50_ms": statistics.median(v[2] for v in values),
+            "second_initialize_p50_ms": statistics.median(v[3] for v in values),
+            "rss_one_session_p50_mib": statistics.median(v[4] for v in values),
         }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -175,6 +202,11 @@ def main() -> int:
         print(
             f"  {name:10} ready p50 {r['ready_p50_ms']:7.1f} ms  max {r['ready_max_ms']:7.1f} ms"
             f"  idle RSS p50 {r['rss_p50_mib']:5.1f} MiB"
+        )
+        print(
+            f"  {'':10} connect+initialize p50 1st {r['first_initialize_p50_ms']:5.1f} ms"
+            f"  2nd {r['second_initialize_p50_ms']:5.1f} ms"
+            f"  RSS with one session p50 {r['rss_one_session_p50_mib']:5.1f} MiB"
         )
     ours = result["ours"]
     ok = ours["ready_p50_ms"] <= 150 and ours["rss_p50_mib"] <= 28

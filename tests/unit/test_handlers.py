@@ -6,8 +6,8 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+from exec_server.connection import ClientConnection
 from exec_server.handlers import HANDLERS, Later
-from exec_server.server import ClientConnection
 from exec_server_protocol import METHODS
 
 

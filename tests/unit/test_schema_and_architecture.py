@@ -92,6 +92,8 @@ SANS_IO = (
     "exec_server.client._reassembly",
 )
 SERVER_SIDE = (
+    "exec_server.connection",
+    "exec_server.handlers",
     "exec_server.processes",
     "exec_server.sandbox",
     "exec_server.fs",
@@ -117,7 +119,7 @@ RULES: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     (
         "process, sandbox and fs code never imports a transport",
         ("exec_server.processes", "exec_server.sandbox", "exec_server.fs"),
-        ("exec_server.transport", "websockets", "exec_server.server"),
+        ("exec_server.transport", "websockets", "exec_server.server", "exec_server.connection"),
     ),
     ("the client never imports server-side modules", ("exec_server.client",), SERVER_SIDE),
     (

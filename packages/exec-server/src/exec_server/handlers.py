@@ -50,7 +50,7 @@ from .fs import FsService
 from .processes.writes import WriteStatus
 
 if TYPE_CHECKING:
-    from .server import ClientConnection
+    from .connection import ClientConnection
 
 __all__ = ["HANDLERS", "Handler", "Later"]
 

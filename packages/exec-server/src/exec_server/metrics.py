@@ -9,11 +9,12 @@ or a client-chosen string — so no peer can grow the number of series:
 ========================================  =========  ==========================================
 family                                    labels     owner (the one place it changes)
 ========================================  =========  ==========================================
-exec_server_connections_active            -          ``ClientConnection`` (server.py)
-exec_server_connections_total             -          ``ClientConnection`` (server.py)
-exec_server_requests_total                method,    ``ClientConnection`` answers (server.py)
-                                          result
-exec_server_request_duration_seconds      method     ``ClientConnection`` answers (server.py)
+exec_server_connections_active            -          ``ClientConnection`` (connection.py)
+exec_server_connections_total             -          ``ClientConnection`` (connection.py)
+exec_server_requests_total                method,    ``ClientConnection`` answers
+                                          result     (connection.py)
+exec_server_request_duration_seconds      method     ``ClientConnection`` answers
+                                                     (connection.py)
 exec_server_received_bytes_total          -          ``ClientConnection.on_message`` (JSON-RPC
                                                      message bytes, WebSocket and stdio)
 exec_server_sent_bytes_total              -          ``ClientConnection.send``

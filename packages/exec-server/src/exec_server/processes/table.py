@@ -38,6 +38,7 @@ from ..exceptions import (
     UnknownProcess,
 )
 from ..metrics import METRICS
+from .config import ProcessConfig
 from .env import build_env, resolve_executable
 from .process import Emit, ManagedProcess
 from .spawn import SpawnSpec
@@ -46,39 +47,6 @@ from .tree import CgroupManager
 __all__ = ["ProcessConfig", "ProcessTable"]
 
 log = logging.getLogger("exec_server.process")
-
-
-class ProcessConfig:
-    """Server-wide process settings shared by every session (the server's configuration has
-    the defaults)."""
-
-    def __init__(
-        self,
-        *,
-        retention_bytes: int,
-        closed_retention_s: float,
-        cgroups: CgroupManager | None,
-        max_processes: int,
-        max_processes_per_session: int,
-        max_retained_bytes: int,
-        max_session_retained_bytes: int,
-    ) -> None:
-        self.max_processes = max_processes
-        self.max_processes_per_session = max_processes_per_session
-        self.max_retained_bytes = max_retained_bytes
-        self.max_session_retained_bytes = max_session_retained_bytes
-        self.retained = 0
-        """Output bytes retained by every process of the server."""
-        self.closed_retained: dict[ManagedProcess, ProcessTable] = {}
-        """Closed processes that still retain output, oldest close first."""
-        self.retention_bytes = retention_bytes
-        self.closed_retention_s = closed_retention_s
-        self.cgroups = cgroups
-        self.live_pids: set[int] = set()
-        """Pids reaped by their ManagedProcess (the orphan reaper leaves them alone)."""
-        self.on_settled: Callable[[], None] | None = None
-        """Called when a table may have become :attr:`ProcessTable.settled` (a process closed,
-        its end was read, or it was forgotten); the server's drain waits on it."""
 
 
 class ProcessTable:

@@ -15,10 +15,36 @@ mount (see ``_fs``).
 
 from __future__ import annotations
 
-from ._fs import run_fs_sandboxed
-from ._heuristic import DENIAL_KEYWORDS, is_sandbox_denied
-from ._probe import capabilities, configure, describe, external_isolation, layers
-from ._spawn import SandboxPlan, SandboxType, prepare_spawn
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._fs import run_fs_sandboxed
+    from ._heuristic import DENIAL_KEYWORDS, is_sandbox_denied
+    from ._probe import capabilities, configure, describe, external_isolation, layers
+    from ._spawn import SandboxPlan, SandboxType, prepare_spawn
+
+# Imported on first use: the server probes the layers right after it is ready (``_probe``,
+# which brings ``_spawn`` for the namespace probe), and ``_fs`` with the file machinery comes
+# with the first sandboxed fs method (idle RSS of a warm executor, see bench/README.md).
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DENIAL_KEYWORDS": "._heuristic",
+        "SandboxPlan": "._spawn",
+        "SandboxType": "._spawn",
+        "capabilities": "._probe",
+        "configure": "._probe",
+        "describe": "._probe",
+        "external_isolation": "._probe",
+        "is_sandbox_denied": "._heuristic",
+        "layers": "._probe",
+        "prepare_spawn": "._spawn",
+        "run_fs_sandboxed": "._fs",
+    },
+)
+
 
 __all__ = [
     "DENIAL_KEYWORDS",

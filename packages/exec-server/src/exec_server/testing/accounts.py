@@ -23,8 +23,9 @@ __all__ = ["server_command", "setpriv"]
 
 _EXEC_SERVER = os.path.join(os.path.dirname(sys.executable), "exec-server")
 _IMPORTS = (
-    "import exec_server.cli, exec_server.server, exec_server.sandbox, exec_server.fs,"
-    " exec_server.processes.table, exec_server.transport.websocket, exec_server.testing.confine,"
+    "import exec_server.cli, exec_server.server, exec_server.connection, exec_server.fs,"
+    " exec_server.sandbox._fs, exec_server.sandbox._spawn, exec_server.processes.table,"
+    " exec_server.transport.websocket, exec_server.testing.confine,"
     " exec_server.environment_config, exec_server._exposition, sys;"
     " print('\\n'.join(sorted({m.__file__ for m in list(sys.modules.values())"
     " if getattr(m, '__file__', None)})))"

@@ -3,8 +3,9 @@ a :class:`MessageHandler` and take frames to send."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._limits import AcceptErrorHandler
@@ -16,22 +17,18 @@ if TYPE_CHECKING:
 # Imported on first use: the client shares ``_messages`` with the server and imports none of
 # the server's modules through here (``websocket`` and ``_limits`` count the server's metrics,
 # ``websocket`` authenticates).
-_WHERE = {
-    "AcceptErrorHandler": "._limits",
-    "TlsCertificate": "._tls",
-    "FrameSink": ".base",
-    "MessageHandler": ".base",
-    "serve_stdio": ".stdio",
-    "HttpPolicy": ".websocket",
-    "serve_websocket": ".websocket",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "AcceptErrorHandler": "._limits",
+        "TlsCertificate": "._tls",
+        "FrameSink": ".base",
+        "MessageHandler": ".base",
+        "serve_stdio": ".stdio",
+        "HttpPolicy": ".websocket",
+        "serve_websocket": ".websocket",
+    },
+)
 
 
 __all__ = [
