@@ -62,7 +62,10 @@ class ProcessConfig:
         max_processes_per_session: int,
         max_retained_bytes: int,
         max_session_retained_bytes: int,
+        child_fd_limit: int | None = None,
     ) -> None:
+        self.child_fd_limit = child_fd_limit
+        """RLIMIT_NOFILE soft limit every command starts with; None: the server's own."""
         self.max_processes = max_processes
         self.max_processes_per_session = max_processes_per_session
         self.max_retained_bytes = max_retained_bytes
@@ -207,7 +210,13 @@ class ProcessTable:
 
             try:
                 plan = sandbox.prepare_spawn(
-                    p.sandbox, argv=argv, cwd=cwd, env=env, arg0=p.arg0, leaf=leaf
+                    p.sandbox,
+                    argv=argv,
+                    cwd=cwd,
+                    env=env,
+                    arg0=p.arg0,
+                    leaf=leaf,
+                    fd_limit=self._config.child_fd_limit,
                 )
             except OSError as exc:  # the program could not be resolved
                 raise _spawn_error(exc, p.argv[0], cwd) from exc
@@ -232,6 +241,7 @@ class ProcessTable:
                 pass_fds=plan.pass_fds,
                 cleanup=plan.release,
                 joins_leaf=plan.joins_leaf,
+                fd_limit=plan.fd_limit,
             )
         else:
             executable = self._resolve(argv[0], env)
@@ -246,6 +256,7 @@ class ProcessTable:
                 pipe_stdin=p.pipe_stdin,
                 rows=rows,
                 cols=cols,
+                fd_limit=self._config.child_fd_limit,
             )
         sandboxed = sandbox_type != "none"
         denial_check = None
