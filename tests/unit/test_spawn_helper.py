@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import threading
@@ -21,16 +22,18 @@ pytestmark = pytest.mark.skipif(
 MISSING = b"/nonexistent/exec-server-test"
 
 
-def run_script(build: object) -> subprocess.CompletedProcess[bytes]:
+def run_script(
+    build: object, command: tuple[str, ...] = ("true",)
+) -> subprocess.CompletedProcess[bytes]:
     helper = spawn_helper.HelperFile()
     try:
         script = spawn_helper.Script((helper.fd,))
         build(script)  # type: ignore[operator]
         script.call("close", helper.fd)
         helper.write(script)
-        true = shutil.which("true") or "/bin/true"
+        program = shutil.which(command[0]) or f"/bin/{command[0]}"
         return subprocess.run(
-            ["helper", true, "true"],
+            ["helper", program, *command],
             executable=f"/proc/self/fd/{helper.fd}",
             pass_fds=(helper.fd,),
             capture_output=True,
@@ -72,6 +75,16 @@ def test_tolerance_covers_only_the_next_record() -> None:
         open_missing(s)
 
     assert run_script(build).returncode == 125
+
+
+def test_the_fd_limit_record_sets_the_limits_the_command_starts_with() -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    soft = 64 if hard == resource.RLIM_INFINITY else min(64, hard)
+    result = run_script(
+        lambda s: s.set_fd_limit(soft, hard), ("sh", "-c", "ulimit -Sn; ulimit -Hn")
+    )
+    shown_hard = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+    assert result.stdout.decode().split() == [str(soft), shown_hard]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace of a thread needs root")

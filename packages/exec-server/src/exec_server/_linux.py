@@ -98,6 +98,7 @@ SYSCALLS_BY_ARCH: dict[str, dict[str, int]] = {
         "fchmodat": 268,
         "unshare": 272,
         "accept4": 288,
+        "prlimit64": 302,
         "sendmmsg": 307,
         "process_vm_readv": 310,
         "process_vm_writev": 311,

@@ -499,18 +499,27 @@ def _return_big_buffers_to_the_kernel() -> None:
     mallopt(_M_MMAP_THRESHOLD, 1 << 20)
 
 
-def _raise_fd_limit() -> None:
+def _raise_fd_limit() -> int | None:
     """Raise the open-file soft limit to the hard limit: every connection, pipe and pidfd
-    costs a descriptor, and the usual soft limit (1024) is reached by a thousand idle peers."""
+    costs a descriptor, and the usual soft limit (1024) is reached by a thousand idle peers.
+
+    Returns:
+        The soft limit before, when it was raised (commands are started with it again: a
+        program that loops over every possible descriptor, uses ``select()`` or sizes tables
+        by the limit is slow or breaks with a huge one); else None.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
-        return
+        return None
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (OSError, ValueError) as exc:
         logging.getLogger("exec_server").info("cannot raise the open-file limit: %s", exc)
-        return
-    logging.getLogger("exec_server").info("open-file limit raised from %d to %d", soft, hard)
+        return None
+    logging.getLogger("exec_server").info(
+        "open-file limit raised from %d to %d (commands start with %d)", soft, hard, soft
+    )
+    return soft
 
 
 def _reload_tls(tls: TlsCertificate) -> None:
@@ -700,6 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             landlock_max_abi=args.landlock_max_abi,
             external_isolation=args.isolation == "external",
         )
+    child_fd_limit = _raise_fd_limit()
     config = ServerConfig(
         session_ttl=args.session_ttl,
         retention_bytes=args.retention_bytes,
@@ -723,8 +733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cgroup_memory_max=args.cgroup_memory_max,
         max_requests_in_flight=args.concurrent_requests,
         isolation=args.isolation,
+        child_fd_limit=child_fd_limit,
     )
-    _raise_fd_limit()
     _return_big_buffers_to_the_kernel()
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(_run(args, config))

@@ -90,6 +90,10 @@ class ServerConfig:
     isolation: Literal["host", "external"] = "host"
     """``external``: the operator isolates this executor from outside (``--isolation``); the
     sandbox module must be told too (``sandbox.configure(external_isolation=True)``)."""
+    child_fd_limit: int | None = None
+    """RLIMIT_NOFILE soft limit every command starts with (the hard limit is the server's);
+    None: the server's own. The CLI sets the soft limit it was started with when it raises its
+    own to the hard limit: commands get what ssh or systemd would give them."""
 
 
 def add_signal_handler(sig: int, callback: Callable[..., object], *args: object) -> None:
@@ -153,6 +157,7 @@ class Server:
             max_processes_per_session=self.config.max_processes_per_session,
             max_retained_bytes=self.config.max_retained_bytes,
             max_session_retained_bytes=self.config.max_session_retained_bytes,
+            child_fd_limit=self.config.child_fd_limit,
         )
         self.process_config.on_settled = self._settled
         METRICS.observe_state(

@@ -31,7 +31,10 @@ class ProcessConfig:
         max_processes_per_session: int,
         max_retained_bytes: int,
         max_session_retained_bytes: int,
+        child_fd_limit: int | None = None,
     ) -> None:
+        self.child_fd_limit = child_fd_limit
+        """RLIMIT_NOFILE soft limit every command starts with; None: the server's own."""
         self.max_processes = max_processes
         self.max_processes_per_session = max_processes_per_session
         self.max_retained_bytes = max_retained_bytes

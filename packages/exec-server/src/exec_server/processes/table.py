@@ -175,7 +175,13 @@ class ProcessTable:
 
             try:
                 plan = sandbox.prepare_spawn(
-                    p.sandbox, argv=argv, cwd=cwd, env=env, arg0=p.arg0, leaf=leaf
+                    p.sandbox,
+                    argv=argv,
+                    cwd=cwd,
+                    env=env,
+                    arg0=p.arg0,
+                    leaf=leaf,
+                    fd_limit=self._config.child_fd_limit,
                 )
             except OSError as exc:  # the program could not be resolved
                 raise _spawn_error(exc, p.argv[0], cwd) from exc
@@ -200,6 +206,7 @@ class ProcessTable:
                 pass_fds=plan.pass_fds,
                 cleanup=plan.release,
                 joins_leaf=plan.joins_leaf,
+                fd_limit=plan.fd_limit,
             )
         else:
             executable = self._resolve(argv[0], env)
@@ -214,6 +221,7 @@ class ProcessTable:
                 pipe_stdin=p.pipe_stdin,
                 rows=rows,
                 cols=cols,
+                fd_limit=self._config.child_fd_limit,
             )
         sandboxed = sandbox_type != "none"
         denial_check = None

@@ -1,7 +1,8 @@
 """Intent -> a spawn plan: the spawn helper (``processes.spawn_helper``) builds the command's world
 and execs it.
 
-What the helper does, in this order (each step needs the one before):
+What the helper does, in this order (each step needs the one before), after entering the
+command's cgroup leaf and setting its open-file limit (when the spawn asks for them):
 
 1. ``no_new_privs`` — nothing exec'd can gain privileges (setuid bits, file capabilities).
 2. ``unshare`` a user namespace (mapping only the server's own uid and gid; not needed, and
@@ -48,6 +49,7 @@ from .._linux import (
 )
 from ..exceptions import SandboxUnavailable
 from ..processes.env import resolve_executable
+from ..processes.spawn import child_fd_limit
 from ..processes.spawn_helper import SCRATCH, HelperFile, Script
 from . import _kernel, _probe
 from ._landlock import READ, build_ruleset, handles_reads
@@ -78,6 +80,8 @@ class SandboxPlan:
         release: call exactly once when the process and its tree are gone, or when the spawn
             failed (removes placeholders, closes descriptors). ``None``: nothing to release.
         joins_leaf: the executable enters the cgroup leaf given to ``prepare_spawn`` itself.
+        fd_limit: the open-file soft limit the spawn must still give the command (the
+            ``fd_limit`` given to ``prepare_spawn``); None when the helper sets it.
     """
 
     argv: list[str]
@@ -87,6 +91,7 @@ class SandboxPlan:
     sandbox_type: SandboxType
     release: Callable[[], None] | None = None
     joins_leaf: bool = False
+    fd_limit: int | None = None
 
 
 def prepare_spawn(
@@ -97,8 +102,10 @@ def prepare_spawn(
     env: dict[str, str],
     arg0: str | None,
     leaf: str | None = None,
+    fd_limit: int | None = None,
 ) -> SandboxPlan:
-    """Plan the spawn of ``argv`` under ``intent`` (entering cgroup ``leaf`` first, if given).
+    """Plan the spawn of ``argv`` under ``intent`` (entering cgroup ``leaf`` first, if given;
+    with the open-file soft limit ``fd_limit``, if given).
 
     Raises:
         InvalidArgument: a malformed intent.
@@ -115,7 +122,7 @@ def prepare_spawn(
         # Like the reference, any sandbox object (even one asking for nothing) reports
         # linuxSeccomp; only a missing one reports none.
         sandbox_type: SandboxType = "none" if intent is None else "linuxSeccomp"
-        return SandboxPlan(child_argv, executable, env, (), sandbox_type)
+        return SandboxPlan(child_argv, executable, env, (), sandbox_type, fd_limit=fd_limit)
     try:
         layers = _probe.layers_for(not policy.read_all)
     except SandboxUnavailable:
@@ -123,12 +130,12 @@ def prepare_spawn(
             raise
         # The operator isolates this executor from outside (--isolation external, logged as a
         # warning at start and reported by environment/info): the command runs under that only.
-        return SandboxPlan(child_argv, executable, env, (), "none")
+        return SandboxPlan(child_argv, executable, env, (), "none", fd_limit=fd_limit)
     target = resolve_executable(argv[0], cwd=cwd)
     setup = Setup(policy, layers)
     try:
         helper_fd = setup.write_helper(
-            userns=layers.userns, own_proc=layers.own_proc, leaf=leaf, cwd=cwd
+            userns=layers.userns, own_proc=layers.own_proc, leaf=leaf, cwd=cwd, fd_limit=fd_limit
         )
     except BaseException:
         setup.release()
@@ -231,14 +238,26 @@ class Setup:
         return tuple(fd for fd in (self._ruleset_fd, self._helper_fd) if fd is not None)
 
     def write_helper(
-        self, *, userns: bool, own_proc: bool, leaf: str | None, cwd: str | None = None
+        self,
+        *,
+        userns: bool,
+        own_proc: bool,
+        leaf: str | None,
+        cwd: str | None = None,
+        fd_limit: int | None = None,
     ) -> int:
-        """Generate the helper for this plan; returns its (read-only) descriptor."""
+        """Generate the helper for this plan; returns its (read-only) descriptor.
+
+        Args:
+            fd_limit: the command's open-file soft limit (None: the server's own).
+        """
         helper = HelperFile()
         self._helper_fd = helper.fd
         script = Script(self.child_fds)
         if leaf is not None:
             script.join_cgroup(leaf)
+        if fd_limit is not None:
+            script.set_fd_limit(*child_fd_limit(fd_limit))
         _build_script(
             script,
             userns=userns,
