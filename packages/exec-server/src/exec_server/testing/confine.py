@@ -116,6 +116,17 @@ def own_root() -> None:
     os.chdir("/")
 
 
+def _save_coverage() -> None:
+    """Under a test run that measures coverage in subprocesses, write what this process ran
+    before the exec replaces it (coverage writes at exit, and an exec is no exit)."""
+    coverage = sys.modules.get("coverage")
+    current = getattr(coverage, "Coverage", None)
+    cov = current.current() if current is not None else None
+    if cov is not None:
+        cov.stop()
+        cov.save()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m exec_server.testing.confine")
     parser.add_argument("--hide-landlock", action="store_true")
@@ -135,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                 hide_pidfd=args.hide_pidfd,
             )
         )
+    _save_coverage()
     try:
         os.execvp(args.command[0], args.command)
     except OSError as exc:
