@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from exec_server.client import Client, RemoteError, SyncClient, connect
+from exec_server.client import Backoff, Client, RemoteError, SyncClient, connect
 from exec_server.client.files import DirEntry
+from exec_server.testing import FaultProxy
 
-from tests.support import BackgroundServer
+from tests.support import BackgroundServer, wait_until
 
 
 @pytest.fixture
@@ -111,6 +112,36 @@ async def test_streaming_open_read_and_write_in_blocks(ec: Client, tmp_path: Pat
             assert await f.read(10) == data[:10]
             blocks = [block async for block in f]
         assert b"".join(blocks) == data[10:]
+
+
+async def test_a_watch_sees_a_path_that_appeared_while_its_notification_was_lost(
+    server: BackgroundServer, tmp_path: Path
+) -> None:
+    """The server fires a watch once and does not keep the notification for a dropped
+    connection: the client's watch looks again once the session is resumed."""
+    target = tmp_path / "late"
+    async with (
+        FaultProxy.for_url(server.url) as proxy,
+        asyncio.timeout(30),
+        connect(
+            proxy.url, reconnect_deadline=20, backoff=Backoff(initial=0.002, maximum=0.05)
+        ) as c,
+    ):
+        watch = c.files.watch(target)
+        waiter = asyncio.ensure_future(anext(watch))
+        # Armed: the watch listens and its fs/watchMissing has been answered.
+        await wait_until(lambda: bool(c._listeners.get("fs/missingChanged")) and not c._calls)
+        proxy.hold_replies()
+        target.write_text("x")
+        # The server fired: its notification is held by the proxy ...
+        await wait_until(
+            lambda: any(b"fs/missingChanged" in data for _, data in proxy.withheld or ())
+        )
+        proxy.cut_all()  # ... and lost with the connection
+        proxy.release_replies()
+        assert await waiter == [str(target)]
+        assert c.reconnects >= 1
+        await watch.aclose()
 
 
 async def test_watch_yields_paths_as_they_appear(ec: Client, tmp_path: Path) -> None:

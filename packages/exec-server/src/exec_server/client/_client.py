@@ -158,6 +158,8 @@ class Client:
         self._ids = secrets.token_hex(4)
         self._counter = 0
         self._resumed_waiters: list[asyncio.Future[None]] = []
+        self._drop_waiters: set[asyncio.Future[None]] = set()
+        """Resolved when the connection drops or the client fails (see :meth:`_next_drop`)."""
         self._ready = False
         """Whether the first handshake succeeded (only then is a drop recovered)."""
         self._listeners: dict[str, list[Callable[[Any], None]]] = {}
@@ -339,6 +341,26 @@ class Client:
         if self._files is None:
             self._files = Files(self)
         return self._files
+
+    def _next_drop(self) -> asyncio.Future[None]:
+        """A future resolved when the connection next drops (or the client fails or closes):
+        for waits on a notification the server does not retain across a drop (a fired
+        ``fs/watchMissing``). The caller discards it with :meth:`_forget_drop` when done."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.state is not ClientState.CONNECTED:
+            fut.set_result(None)
+        else:
+            self._drop_waiters.add(fut)
+        return fut
+
+    def _forget_drop(self, fut: asyncio.Future[None]) -> None:
+        self._drop_waiters.discard(fut)
+
+    def _wake_drop_waiters(self) -> None:
+        waiters, self._drop_waiters = self._drop_waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def _add_listener(self, method: str, listener: Callable[[Any], None]) -> None:
         self._listeners.setdefault(method, []).append(listener)
@@ -774,6 +796,7 @@ class Client:
             self.state = transition(self.state, ClientEvent.DROP)
             for feed in list(self._feeds.values()):
                 feed.ensure_catch_up()
+            self._wake_drop_waiters()
             self._recovery = asyncio.ensure_future(self._recover(why))
 
     async def _recover(self, why: str) -> None:
@@ -884,6 +907,7 @@ class Client:
                     _retrieve(call.waiter)
         for feed in list(self._feeds.values()):
             feed.fail(exc)
+        self._wake_drop_waiters()
         for waiter in self._resumed_waiters:
             if not waiter.done():
                 waiter.set_exception(exc)

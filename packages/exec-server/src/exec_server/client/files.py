@@ -325,7 +325,9 @@ class Files:
 
         Yields the native paths that appeared since the last iteration (those that exist at
         the start are yielded at once); the iteration ends when every path exists. The server
-        polls; a change is reported within about its poll interval.
+        polls; a change is reported within about its poll interval. Across a dropped
+        connection the watch looks again once the session is resumed (the server does not
+        keep a notification it could not send), and raises what the client raises if it is not.
         """
         pending = {native(p): to_uri(p) for p in paths}
         client = self._client
@@ -343,9 +345,19 @@ class Files:
                 appeared = [p for p in pending if await self.exists(p)]
                 if not appeared:
                     params = WatchMissingParams(watch_id=watch_id, missing=list(pending.values()))
-                    result = await client._request("fs/watchMissing", params, WatchMissingResult)
-                    if result.watching:
-                        await fired
+                    dropped = client._next_drop()
+                    try:
+                        result = await client._request(
+                            "fs/watchMissing", params, WatchMissingResult
+                        )
+                        if result.watching:
+                            await asyncio.wait(
+                                (fired, dropped), return_when=asyncio.FIRST_COMPLETED
+                            )
+                    finally:
+                        client._forget_drop(dropped)
+                    if not fired.done():  # the connection dropped: look again once resumed
+                        await client.wait_connected()
                     appeared = [p for p in pending if await self.exists(p)]
             finally:
                 client._remove_listener("fs/missingChanged", on_fired)
